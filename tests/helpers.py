@@ -1,0 +1,33 @@
+"""Helpers shared by tests that need the real prepared datasets."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxtiny.data import datasets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def require_prepared(name: str) -> None:
+  """Skips outside CI when `name` is not prepared; fails in CI (make test prepares it)."""
+  if datasets.is_prepared(name):
+    return
+  if os.environ.get("CI"):
+    pytest.fail(f"{name} must be prepared in CI (make test runs `make data`).")
+  pytest.skip(f"{name} not prepared; run `make data`.")
+
+
+def run_python(args, env=None, timeout=600, check=True):
+  """Runs `python args...` from the repo root; returns the CompletedProcess."""
+  full_env = dict(os.environ)
+  full_env.update(env or {})
+  full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+  proc = subprocess.run([sys.executable] + list(args), cwd=ROOT, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"command failed ({proc.returncode}): {args}\n"
+                         f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+  return proc
