@@ -1,0 +1,1 @@
+"""GS-WGAN: gradient-sanitized differentially private generators."""

@@ -1,0 +1,113 @@
+"""GS-WGAN networks: conditional generators (DCGAN, ResNet) and the critic.
+
+All are flax.linen modules used functionally (init/apply). Spectral norm keeps
+its power-iteration vector `u` in the "batch_stats" collection; pass
+`update_stats=True` (with `mutable=["batch_stats"]`) to run the one power
+iteration of a training forward pass and store the new `u`.
+
+Images are [B, 28, 28, 1] in [0, 1]; labels are int32 [B].
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxtiny.nn import conv as conv_lib
+
+LATENT_DIM = 10
+NUM_CLASSES = 10
+
+
+def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """Normalises each pixel's channel vector to unit RMS (channels last)."""
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def sample_latent(key: jax.Array, batch: int, latent_dim: int = LATENT_DIM) -> jax.Array:
+  """z ~ Bernoulli(0.5)^latent_dim as float32 [batch, latent_dim]."""
+  return jax.random.bernoulli(key, 0.5, (batch, latent_dim)).astype(jnp.float32)
+
+
+def _sn(layer: nn.Module, enabled: bool = True):
+  return nn.SpectralNorm(layer) if enabled else layer
+
+
+class DCGANGenerator(nn.Module):
+  """Linear(20->4096)->(4,4,256); deconv k5 ->128 (crop 7x7); deconv k5 ->64
+  (11x11); deconv k8 s2 ->1 (28x28); ReLU + pixel-norm between; sigmoid out."""
+  num_classes: int = NUM_CLASSES
+  dim: int = 64
+
+  @nn.compact
+  def __call__(self, z, y, update_stats: bool = False):
+    del update_stats  # No spectral norm in this generator.
+    h = jnp.concatenate([z, jax.nn.one_hot(y, self.num_classes)], axis=-1)
+    h = nn.Dense(4 * 4 * 4 * self.dim)(h)
+    h = pixel_norm(nn.relu(h.reshape(-1, 4, 4, 4 * self.dim)))
+    h = nn.ConvTranspose(2 * self.dim, (5, 5), padding="VALID")(h)[:, :7, :7]
+    h = pixel_norm(nn.relu(h))
+    h = nn.ConvTranspose(self.dim, (5, 5), padding="VALID")(h)
+    h = pixel_norm(nn.relu(h))
+    h = nn.ConvTranspose(1, (8, 8), strides=(2, 2), padding="VALID")(h)
+    return jax.nn.sigmoid(h)
+
+
+class _UpBlock(nn.Module):
+  channels: int
+
+  @nn.compact
+  def __call__(self, x, update_stats: bool):
+    up = lambda t: jnp.repeat(jnp.repeat(t, 2, axis=1), 2, axis=2)
+    h = up(pixel_norm(x))
+    h = nn.SpectralNorm(nn.Conv(self.channels, (3, 3)))(h, update_stats=update_stats)
+    h = nn.relu(pixel_norm(h))
+    h = nn.SpectralNorm(nn.Conv(self.channels, (3, 3)))(h, update_stats=update_stats)
+    s = nn.SpectralNorm(nn.Conv(self.channels, (1, 1)))(up(x), update_stats=update_stats)
+    return h + s
+
+
+class ResNetGenerator(nn.Module):
+  """SN-Linear(20->4*4*256)-ReLU-pixel-norm; three up-blocks to 32x32;
+  SN-conv3x3 (no padding) to 1 channel, sigmoid, crop to 28x28."""
+  num_classes: int = NUM_CLASSES
+  channels: int = 256
+
+  @nn.compact
+  def __call__(self, z, y, update_stats: bool = False):
+    h = jnp.concatenate([z, jax.nn.one_hot(y, self.num_classes)], axis=-1)
+    h = nn.SpectralNorm(nn.Dense(4 * 4 * self.channels))(h, update_stats=update_stats)
+    h = pixel_norm(nn.relu(h.reshape(-1, 4, 4, self.channels)))
+    for _ in range(3):
+      h = _UpBlock(self.channels)(h, update_stats)
+    h = nn.SpectralNorm(nn.Conv(1, (3, 3), padding="VALID"))(h, update_stats=update_stats)
+    # 32x32 -> 30x30 after the valid conv; the centre 28x28 is the image.
+    return jax.nn.sigmoid(h[:, 1:29, 1:29])
+
+
+class Discriminator(nn.Module):
+  """SN-conv 1->64->128->256 (k5 s2 pad 2, ReLU) -> 4096 -> SN-linear to 1,
+  plus the projection term sum(embed(y) * h)."""
+  num_classes: int = NUM_CLASSES
+  dim: int = 64
+
+  @nn.compact
+  def __call__(self, x, y, update_stats: bool = False):
+    h = x
+    for mult in (1, 2, 4):
+      conv = conv_lib.Conv(self.dim * mult, (5, 5), strides=(2, 2),
+                           padding=((2, 2), (2, 2)))
+      h = nn.relu(nn.SpectralNorm(conv)(h, update_stats=update_stats))
+    h = h.reshape(h.shape[0], -1)  # [B, 4*4*4*dim]
+    out = nn.SpectralNorm(nn.Dense(1))(h, update_stats=update_stats)[:, 0]
+    embed = nn.Embed(self.num_classes, h.shape[-1])(y)
+    return out + jnp.sum(embed * h, axis=-1)
+
+
+def make_generator(name: str) -> nn.Module:
+  if name == "dcgan":
+    return DCGANGenerator()
+  if name == "resnet":
+    return ResNetGenerator()
+  raise ValueError(f"generator={name!r}: use 'dcgan' or 'resnet'.")

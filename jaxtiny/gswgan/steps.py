@@ -1,0 +1,162 @@
+"""Pure GS-WGAN update steps: critic (WGAN-GP), sanitized generator, EMA.
+
+Every function is pure: networks are passed as static flax modules, state as
+`TrainState` pytrees (spectral-norm vectors live in `model_state`), and
+randomness as explicit keys. One training iteration is `n_critic` critic steps
+followed by one generator step (`iteration`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxtiny.gswgan import models
+from jaxtiny.privacy import sanitizer
+from jaxtiny.train.state import TrainState
+
+
+def make_optimizer(lr: float = 1e-4, b1: float = 0.5, b2: float = 0.9
+                   ) -> optax.GradientTransformation:
+  return optax.adam(lr, b1=b1, b2=b2)
+
+
+def init_net(key: jax.Array, net: nn.Module, tx: optax.GradientTransformation,
+             batch: int = 2) -> TrainState:
+  """Initial TrainState of a generator or discriminator."""
+  k_params, k_input = jax.random.split(key)
+  y = jnp.zeros((batch,), jnp.int32)
+  if isinstance(net, models.Discriminator):
+    inputs = (jnp.zeros((batch, 28, 28, 1)), y)
+  else:
+    inputs = (models.sample_latent(k_input, batch), y)
+  variables = net.init({"params": k_params}, *inputs)
+  params = variables["params"]
+  stats = {k: v for k, v in variables.items() if k != "params"}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params), model_state=stats)
+
+
+def _vars(state_or_params: Any, stats: Any) -> dict:
+  return {"params": state_or_params, **stats}
+
+
+def apply_net(net: nn.Module, params: Any, stats: Any, *inputs,
+              update_stats: bool = False):
+  """Applies `net`; with update_stats also returns the new model state."""
+  if update_stats:
+    out, new_stats = net.apply(_vars(params, stats), *inputs, update_stats=True,
+                               mutable=list(stats.keys()))
+    return out, {**stats, **new_stats}
+  return net.apply(_vars(params, stats), *inputs)
+
+
+def generate(gen: nn.Module, params: Any, stats: Any, key: jax.Array,
+             labels: jax.Array) -> jax.Array:
+  """Samples [B, 28, 28, 1] images in [0, 1] for `labels` [B]."""
+  z = models.sample_latent(key, labels.shape[0])
+  return apply_net(gen, params, stats, z, labels)
+
+
+def critic_loss(d_params: Any, d_stats: Any, real_x: jax.Array, real_y: jax.Array,
+                fake_x: jax.Array, key: jax.Array, *, disc: nn.Module,
+                gp_weight: float = 10.0, drift: float = 1e-3):
+  """WGAN-GP critic loss on one batch.
+
+  mean D(fake) - mean D(real) + gp_weight * mean (|grad D(x_hat)| - 1)^2
+  + drift * mean D(real)^2, with x_hat per-sample interpolates of real and fake
+  scored with the real labels. The forward pass on real data runs the one
+  spectral-norm power iteration and returns the updated vectors.
+  """
+  d_real, new_stats = apply_net(disc, d_params, d_stats, real_x, real_y,
+                                update_stats=True)
+  d_fake = apply_net(disc, d_params, new_stats, fake_x, real_y)
+  alpha = jax.random.uniform(key, (real_x.shape[0], 1, 1, 1), real_x.dtype)
+  x_hat = alpha * real_x + (1.0 - alpha) * fake_x
+  # The critic treats examples independently, so the gradient of the sum is
+  # the stack of per-example input gradients.
+  grads = jax.grad(lambda x: jnp.sum(apply_net(disc, d_params, new_stats, x, real_y)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), -1) + 1e-12)
+  gp = jnp.mean(jnp.square(norms - 1.0))
+  wdist = jnp.mean(d_real) - jnp.mean(d_fake)
+  loss = -wdist + gp_weight * gp + drift * jnp.mean(jnp.square(d_real))
+  return loss, (new_stats, {"d_loss": loss, "wasserstein": wdist, "gp": gp})
+
+
+def critic_step(d: TrainState, g_params: Any, g_stats: Any, real_x: jax.Array,
+                real_y: jax.Array, key: jax.Array, *, gen: nn.Module,
+                disc: nn.Module, tx: optax.GradientTransformation,
+                gp_weight: float = 10.0, drift: float = 1e-3):
+  """One non-private critic update against the current generator."""
+  k_fake, k_gp = jax.random.split(key)
+  fake_x = jax.lax.stop_gradient(generate(gen, g_params, g_stats, k_fake, real_y))
+  grads, (new_stats, metrics) = jax.grad(critic_loss, has_aux=True)(
+      d.params, d.model_state, real_x, real_y, fake_x, k_gp, disc=disc,
+      gp_weight=gp_weight, drift=drift)
+  return d.apply_gradients(tx, grads, model_state=new_stats), metrics
+
+
+def generator_loss(g_params: Any, g_stats: Any, d_params: Any, d_stats: Any,
+                   key: jax.Array, *, gen: nn.Module, disc: nn.Module,
+                   batch_size: int, num_classes: int, clip_norm: float,
+                   noise_multiplier: float, sanitize: bool = True):
+  """-mean D(G(z, y'), y') with y' uniform; the gradient reaching the
+  generator output is sanitized per example when `sanitize`."""
+  k_y, k_z, k_noise = jax.random.split(key, 3)
+  y = jax.random.randint(k_y, (batch_size,), 0, num_classes)
+  z = models.sample_latent(k_z, batch_size)
+  fake, new_g_stats = apply_net(gen, g_params, g_stats, z, y, update_stats=True)
+  if sanitize:
+    fake = sanitizer.sanitize_output(fake, k_noise, clip_norm, noise_multiplier)
+  loss = -jnp.mean(apply_net(disc, d_params, d_stats, fake, y))
+  return loss, (new_g_stats, {"g_loss": loss})
+
+
+def generator_step(g: TrainState, d_params: Any, d_stats: Any, key: jax.Array, *,
+                   gen: nn.Module, disc: nn.Module, tx: optax.GradientTransformation,
+                   batch_size: int, num_classes: int, clip_norm: float,
+                   noise_multiplier: float, sanitize: bool = True):
+  """One generator update through the (sanitized) discriminator gradient."""
+  grads, (new_stats, metrics) = jax.grad(generator_loss, has_aux=True)(
+      g.params, g.model_state, d_params, d_stats, key, gen=gen, disc=disc,
+      batch_size=batch_size, num_classes=num_classes, clip_norm=clip_norm,
+      noise_multiplier=noise_multiplier, sanitize=sanitize)
+  return g.apply_gradients(tx, grads, model_state=new_stats), metrics
+
+
+def ema_update(ema: Any, params: Any, step: jax.Array, max_decay: float = 0.999) -> Any:
+  """EMA with alpha = min(1 - 1/(t+1), max_decay), t = generator steps so far."""
+  t = step.astype(jnp.float32)
+  alpha = jnp.minimum(1.0 - 1.0 / (t + 1.0), max_decay)
+  return jax.tree.map(lambda e, p: alpha * e + (1.0 - alpha) * p, ema, params)
+
+
+def iteration(g: TrainState, ema: Any, d: TrainState, real_x: jax.Array,
+              real_y: jax.Array, key: jax.Array, *, gen: nn.Module, disc: nn.Module,
+              tx_g: optax.GradientTransformation, tx_d: optax.GradientTransformation,
+              num_classes: int, clip_norm: float, noise_multiplier: float,
+              sanitize: bool = True, gp_weight: float = 10.0, drift: float = 1e-3):
+  """`n_critic` critic steps (one per batch in real_x [n_critic, B, ...]) then
+  one generator step; returns (g, ema, d, metrics)."""
+  n_critic, batch_size = real_x.shape[:2]
+  keys = jax.random.split(key, n_critic + 1)
+  real_x = real_x.astype(jnp.float32) / 255.0 if real_x.dtype == jnp.uint8 else real_x
+
+  def body(d, inputs):
+    x, y, k = inputs
+    return critic_step(d, g.params, g.model_state, x, y, k, gen=gen, disc=disc,
+                       tx=tx_d, gp_weight=gp_weight, drift=drift)
+
+  d, d_metrics = jax.lax.scan(body, d, (real_x, real_y, keys[:-1]))
+  g_new, g_metrics = generator_step(
+      g, d.params, d.model_state, keys[-1], gen=gen, disc=disc, tx=tx_g,
+      batch_size=batch_size, num_classes=num_classes, clip_norm=clip_norm,
+      noise_multiplier=noise_multiplier, sanitize=sanitize)
+  ema = ema_update(ema, g_new.params, g.step)
+  metrics = {**jax.tree.map(lambda m: m[-1], d_metrics), **g_metrics}
+  return g_new, ema, d, metrics

@@ -1,0 +1,1 @@
+"""Differential privacy: per-example sanitization and host-side accounting."""
