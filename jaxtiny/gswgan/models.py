@@ -46,11 +46,11 @@ class DCGANGenerator(nn.Module):
     h = jnp.concatenate([z, jax.nn.one_hot(y, self.num_classes)], axis=-1)
     h = nn.Dense(4 * 4 * 4 * self.dim)(h)
     h = pixel_norm(nn.relu(h.reshape(-1, 4, 4, 4 * self.dim)))
-    h = nn.ConvTranspose(2 * self.dim, (5, 5), padding="VALID")(h)[:, :7, :7]
+    h = conv_lib.ConvTranspose(2 * self.dim, (5, 5))(h)[:, :7, :7]
     h = pixel_norm(nn.relu(h))
-    h = nn.ConvTranspose(self.dim, (5, 5), padding="VALID")(h)
+    h = conv_lib.ConvTranspose(self.dim, (5, 5))(h)
     h = pixel_norm(nn.relu(h))
-    h = nn.ConvTranspose(1, (8, 8), strides=(2, 2), padding="VALID")(h)
+    h = conv_lib.ConvTranspose(1, (8, 8), strides=(2, 2))(h)
     return jax.nn.sigmoid(h)
 
 
