@@ -147,12 +147,14 @@ def iteration(g: TrainState, ema: Any, d: TrainState, real_x: jax.Array,
   keys = jax.random.split(key, n_critic + 1)
   real_x = real_x.astype(jnp.float32) / 255.0 if real_x.dtype == jnp.uint8 else real_x
 
-  def body(d, inputs):
-    x, y, k = inputs
-    return critic_step(d, g.params, g.model_state, x, y, k, gen=gen, disc=disc,
-                       tx=tx_d, gp_weight=gp_weight, drift=drift)
-
-  d, d_metrics = jax.lax.scan(body, d, (real_x, real_y, keys[:-1]))
+  # A Python loop, not lax.scan: XLA:CPU runs these convolutions about 10x
+  # slower inside a while loop (measured: 15.5 s vs 1.5 s per iteration).
+  d_metrics = []
+  for i in range(n_critic):
+    d, m = critic_step(d, g.params, g.model_state, real_x[i], real_y[i], keys[i],
+                       gen=gen, disc=disc, tx=tx_d, gp_weight=gp_weight, drift=drift)
+    d_metrics.append(m)
+  d_metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *d_metrics)
   g_new, g_metrics = generator_step(
       g, d.params, d.model_state, keys[-1], gen=gen, disc=disc, tx=tx_g,
       batch_size=batch_size, num_classes=num_classes, clip_norm=clip_norm,
@@ -160,3 +162,30 @@ def iteration(g: TrainState, ema: Any, d: TrainState, real_x: jax.Array,
   ema = ema_update(ema, g_new.params, g.step)
   metrics = {**jax.tree.map(lambda m: m[-1], d_metrics), **g_metrics}
   return g_new, ema, d, metrics
+
+
+def sanitized_sample_gradients(g_params: Any, g_stats: Any, d_params: Any,
+                               d_stats: Any, key: jax.Array, *, gen: nn.Module,
+                               disc: nn.Module, batch_size: int, num_classes: int,
+                               clip_norm: float, noise_multiplier: float):
+  """Reference path: explicit per-example gradients by `vmap(grad)`.
+
+  Returns (fake [B, ...], sanitized per-example gradients [B, ...], new G
+  stats, the generator's vjp function). The same keys are drawn as in
+  `generator_loss`, so `vjp(sanitized)` must equal its gradient.
+  """
+  k_y, k_z, k_noise = jax.random.split(key, 3)
+  y = jax.random.randint(k_y, (batch_size,), 0, num_classes)
+  z = models.sample_latent(k_z, batch_size)
+
+  def forward(params):
+    return apply_net(gen, params, g_stats, z, y, update_stats=True)
+
+  fake, vjp_fn, new_stats = jax.vjp(forward, g_params, has_aux=True)
+
+  def loss_i(x_i, y_i):  # Example i's term of -mean_j D(x_j, y_j).
+    return -apply_net(disc, d_params, d_stats, x_i[None], y_i[None])[0] / batch_size
+
+  per_example = jax.vmap(jax.grad(loss_i))(fake, y)
+  sanitized = sanitizer.sanitize(per_example, k_noise, clip_norm, noise_multiplier)
+  return fake, sanitized, new_stats, vjp_fn

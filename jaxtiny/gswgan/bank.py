@@ -1,0 +1,130 @@
+"""The discriminator bank: K discriminator states on disk, cached in memory.
+
+Each discriminator's state (params, Adam state, spectral-norm vectors) lives
+in its own file `disc_<k>.v<step>.npz`, written atomically. Stage 1 writes
+version 0; stage 2 keeps modified discriminators in an in-memory cache and
+writes them at checkpoints (version = checkpoint step) or when the cache must
+evict them (version = current step). On resume from checkpoint T every version
+newer than T is discarded, so the bank is exactly as it was at T: the run
+continues as if it had never stopped. The bank never has to fit in memory
+(K = 1000 is about 13 GB in float32); only `cache_bytes` of it is held.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxtiny.train import checkpoint
+
+_NAME = re.compile(r"disc_(\d+)\.v(\d+)\.npz$")
+
+
+def _nbytes(tree: Any) -> int:
+  return sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree))
+
+
+class DiscriminatorBank:
+  """Versioned on-disk store of discriminator states with an LRU cache.
+
+  Args:
+    directory: where the files live (created if missing).
+    template: a discriminator state with the right structure (for loading).
+    cache_bytes: how much of the bank to keep in memory.
+  """
+
+  def __init__(self, directory: str, template: Any, cache_bytes: int = 2 << 30):
+    self.directory = directory
+    os.makedirs(directory, exist_ok=True)
+    self.template = jax.tree.map(np.asarray, jax.device_get(template))
+    self.cache_bytes = cache_bytes
+    self._versions: dict[int, list[int]] = collections.defaultdict(list)
+    for path in glob.glob(os.path.join(directory, "disc_*.npz")):
+      m = _NAME.search(path)
+      if m:
+        self._versions[int(m.group(1))].append(int(m.group(2)))
+    for v in self._versions.values():
+      v.sort()
+    self._cache: collections.OrderedDict[int, Any] = collections.OrderedDict()
+    self._dirty: set[int] = set()
+    self._touched: set[int] = set()
+    self._cached_bytes = 0
+    self.current_step = 0
+
+  def _path(self, k: int, version: int) -> str:
+    return os.path.join(self.directory, f"disc_{k:05d}.v{version:08d}.npz")
+
+  def has(self, k: int) -> bool:
+    return k in self._cache or bool(self._versions.get(k))
+
+  def write_initial(self, k: int, state: Any) -> None:
+    """Stores the stage-1 (version 0) state of discriminator k on disk."""
+    checkpoint.save_tree(self._path(k, 0), state)
+    if 0 not in self._versions[k]:
+      self._versions[k].insert(0, 0)
+
+  def get(self, k: int) -> Any:
+    """The current state of discriminator k (numpy pytree)."""
+    if k in self._cache:
+      self._cache.move_to_end(k)
+      return self._cache[k]
+    if not self._versions.get(k):
+      raise KeyError(f"discriminator {k} is not in the bank at {self.directory}; "
+                     "stage 1 (warm-start) has not produced it.")
+    state, _ = checkpoint.load_tree(self._path(k, self._versions[k][-1]), self.template)
+    self._insert(k, state)
+    return state
+
+  def put(self, k: int, state: Any) -> None:
+    """Replaces discriminator k's state (kept in memory until flushed)."""
+    state = jax.tree.map(np.asarray, jax.device_get(state))
+    if k in self._cache:
+      self._cached_bytes -= _nbytes(self._cache.pop(k))
+    self._insert(k, state)
+    self._dirty.add(k)
+
+  def _insert(self, k: int, state: Any) -> None:
+    self._cache[k] = state
+    self._cached_bytes += _nbytes(state)
+    while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+      old, old_state = self._cache.popitem(last=False)
+      self._cached_bytes -= _nbytes(old_state)
+      if old in self._dirty:
+        self._write(old, old_state, self.current_step)
+
+  def _write(self, k: int, state: Any, version: int) -> None:
+    checkpoint.save_tree(self._path(k, version), state)
+    if version not in self._versions[k]:
+      self._versions[k].append(version)
+      self._versions[k].sort()
+    self._dirty.discard(k)
+    self._touched.add(k)
+
+  def flush(self, step: int) -> None:
+    """Writes every modified discriminator as version `step`, then deletes
+    versions no checkpoint at or after `step` can need."""
+    for k in sorted(self._dirty):
+      self._write(k, self._cache[k], step)
+    for k in self._touched:
+      keep = [v for v in self._versions[k] if v <= step][-1:]
+      for v in self._versions[k]:
+        if v not in keep and v <= step:
+          os.unlink(self._path(k, v))
+      self._versions[k] = [v for v in self._versions[k] if v in keep or v > step]
+    self._touched.clear()
+
+  def rollback(self, step: int) -> None:
+    """Drops every version newer than `step` (resuming from checkpoint `step`)."""
+    self._cache.clear()
+    self._cached_bytes = 0
+    self._dirty.clear()
+    for k, versions in self._versions.items():
+      for v in [v for v in versions if v > step]:
+        os.unlink(self._path(k, v))
+      self._versions[k] = [v for v in versions if v <= step]

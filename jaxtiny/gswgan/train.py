@@ -1,0 +1,306 @@
+"""GS-WGAN trainer: stage 1 (discriminator bank), stage 2 (private generator).
+
+`train_and_evaluate(config, workdir)`:
+
+1. Shards: the training set is permuted once (seeded; saved as `shards.npy`)
+   and split into K disjoint shards.
+2. Stage 1: each discriminator is warm-started non-privately on its own shard
+   against its own throw-away generator, `warmup_chunk` discriminators at a
+   time under `vmap`, the chunk axis sharded over local devices. Finished
+   discriminators go to the on-disk bank, so stage 1 resumes chunk by chunk.
+3. Stage 2: each step draws one discriminator uniformly, runs `n_critic`
+   critic steps on batches from its shard, then one generator step whose only
+   input from the discriminator is the per-example sanitized gradient with
+   respect to the generated samples. The EMA generator is the released model.
+   Privacy is accounted on the host; training stops before a configured
+   target epsilon would be exceeded.
+4. Output: `gen_data.npz` with samples from the EMA generator (equal counts
+   per class, values in [0, 1]) for the evaluation suite.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxtiny import data
+from jaxtiny import fileio
+from jaxtiny.gswgan import bank as bank_lib
+from jaxtiny.gswgan import models
+from jaxtiny.gswgan import steps
+from jaxtiny.privacy import accounting
+from jaxtiny.train import checkpoint
+from jaxtiny.train import distributed
+from jaxtiny.train import metrics as metrics_lib
+from jaxtiny.train import plots
+from jaxtiny.train.state import TrainState
+
+
+def make_shards(num_examples: int, num_shards: int, seed: int) -> np.ndarray:
+  """Disjoint shards [K, N // K] of a seeded permutation of the examples."""
+  if num_shards < 1 or num_shards > num_examples:
+    raise ValueError(f"num_discriminators={num_shards} must be in [1, {num_examples}].")
+  per = num_examples // num_shards
+  perm = np.random.default_rng([seed, 7]).permutation(num_examples)
+  return perm[:per * num_shards].reshape(num_shards, per)
+
+
+def shard_batches(shard: np.ndarray, n_critic: int, batch_size: int,
+                  rng: np.random.Generator) -> np.ndarray:
+  """n_critic batches of example indices from one shard (without replacement
+  within a batch; with replacement across batches when the shard is small)."""
+  if batch_size > len(shard):
+    raise ValueError(f"batch_size={batch_size} exceeds the shard size {len(shard)}; "
+                     "use fewer discriminators or a smaller batch.")
+  return np.stack([rng.choice(shard, batch_size, replace=False) for _ in range(n_critic)])
+
+
+def _settings(config) -> accounting.DpSettings:
+  return accounting.DpSettings(
+      noise_multiplier=config.dp.noise_multiplier,
+      num_discriminators=config.num_discriminators,
+      batch_size=config.batch_size, delta=config.dp.delta,
+      accountant=config.dp.accountant)
+
+
+def planned_steps(config) -> int:
+  """Generator steps to run: num_steps, or fewer if the target epsilon binds.
+
+  Raises:
+    accounting.PrivacyBudgetError: the target cannot be met even for one step.
+  """
+  target = config.dp.target_epsilon
+  if not target or target <= 0:
+    return config.num_steps
+  s = _settings(config)
+  if s.noise_multiplier == 0:
+    raise accounting.PrivacyBudgetError(
+        f"dp.target_epsilon={target} but dp.noise_multiplier=0 gives no privacy; "
+        "set a noise multiplier (python -m jaxtiny.privacy.accounting "
+        "--target_epsilon=... prints one) or set dp.target_epsilon=0.")
+  t = accounting.max_steps(s, target, config.num_steps)
+  if t == 0:
+    eps1 = accounting.compute_epsilon(s.accountant, s.noise_multiplier,
+                                      s.num_discriminators, s.batch_size, 1, s.delta)
+    raise accounting.PrivacyBudgetError(
+        f"dp.target_epsilon={target} cannot be met: a single generator step "
+        f"already costs epsilon={eps1:.4g} ({s.accountant} accountant). Raise "
+        "dp.noise_multiplier or the number of discriminators.")
+  return t
+
+
+class Networks:
+  """The static pieces of a run: networks, optimizers, jitted steps."""
+
+  def __init__(self, config):
+    self.gen = models.make_generator(config.generator)
+    self.disc = models.Discriminator()
+    self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
+    common = dict(gen=self.gen, disc=self.disc, tx_g=self.tx, tx_d=self.tx,
+                  num_classes=models.NUM_CLASSES, clip_norm=config.dp.clip_norm / config.batch_size,
+                  gp_weight=config.gp_weight, drift=config.drift)
+    self.private_iteration = jax.jit(functools.partial(
+        steps.iteration, noise_multiplier=config.dp.noise_multiplier,
+        sanitize=True, **common))
+    warm = functools.partial(steps.iteration, noise_multiplier=0.0,
+                             sanitize=False, **common)
+    # Stage 1 runs a chunk of (generator, discriminator, shard) triples per
+    # call: under vmap (accelerators) or one after another (CPU, where XLA
+    # lowers convolutions with per-example weights to slow grouped convs).
+    if config.warmup_mode == "vmap":
+      self.warm_iteration = jax.jit(jax.vmap(warm))
+    elif config.warmup_mode == "sequential":
+      single = jax.jit(warm)
+
+      def sequential(g, ema, d, x, y, keys):
+        outs = [single(*jax.tree.map(lambda a: a[i], (g, ema, d, x, y, keys)))
+                for i in range(x.shape[0])]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+      self.warm_iteration = sequential
+    else:
+      raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap' or 'sequential'.")
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+  return images.astype(np.float32) / 255.0
+
+
+def warm_start_bank(config, nets: Networks, bank: bank_lib.DiscriminatorBank,
+                    images: np.ndarray, labels: np.ndarray, shards: np.ndarray,
+                    key: jax.Array, writer: metrics_lib.MetricWriter) -> None:
+  """Stage 1: trains every missing discriminator of the bank, chunk by chunk."""
+  k_total = config.num_discriminators
+  missing = [k for k in range(k_total) if not bank.has(k)]
+  if not missing:
+    return
+  mesh = distributed.data_mesh(config.num_devices)
+  n_dev = mesh.devices.size
+  chunk = config.warmup_chunk
+  if chunk % n_dev:
+    raise ValueError(f"warmup_chunk={chunk} must be divisible by the {n_dev} devices.")
+  sharded = distributed.batch_sharded(mesh)
+  chunks = [missing[i:i + chunk] for i in range(0, len(missing), chunk)]
+  total = len(chunks) * config.warmup_iterations
+  progress = metrics_lib.Progress(total, desc="stage 1 (bank warm-start)",
+                                  interval=config.progress_interval_s)
+  done = 0
+  for ids in chunks:
+    ids_padded = ids + [ids[-1]] * (chunk - len(ids))  # Pad the last chunk.
+    init = lambda k: (steps.init_net(jax.random.fold_in(key, 2 * k), nets.gen, nets.tx),
+                      steps.init_net(jax.random.fold_in(key, 2 * k + 1), nets.disc, nets.tx))
+    pairs = [init(k) for k in ids_padded]
+    g = jax.tree.map(lambda *xs: jnp.stack(xs), *[p[0] for p in pairs])
+    d = jax.tree.map(lambda *xs: jnp.stack(xs), *[p[1] for p in pairs])
+    g, d = jax.device_put((g, d), sharded)
+    ema = g.params  # Unused for throw-away generators, but the step returns one.
+    t0 = time.time()
+    for it in range(config.warmup_iterations):
+      idx = np.stack([shard_batches(shards[k], config.n_critic, config.batch_size,
+                                    np.random.default_rng([config.seed, 1, k, it]))
+                      for k in ids_padded])  # [chunk, n_critic, B]
+      x = jax.device_put(_to_float(images[idx]), sharded)
+      y = jax.device_put(labels[idx], sharded)
+      keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, 10_000_019 + k), it)
+                        for k in ids_padded])
+      g, ema, d, m = nets.warm_iteration(g, ema, d, x, y, keys)
+      done += 1
+      progress.update(done, {"chunk": f"{ids[0]}-{ids[-1]}",
+                             "wdist": float(jnp.mean(m["wasserstein"]))})
+    d_host = jax.device_get(d)
+    for i, k in enumerate(ids):
+      bank.write_initial(k, jax.tree.map(lambda a: a[i], d_host))
+    writer.write(0, {"stage1_chunk": f"{ids[0]}-{ids[-1]}",
+                     "stage1_chunk_s": time.time() - t0,
+                     "stage1_wasserstein": float(jnp.mean(m["wasserstein"]))})
+  progress.close(done)
+
+
+def sample_generator(gen, params, stats, key: jax.Array, num: int,
+                     batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+  """`num` samples (equal counts per class, rounded up) from the generator."""
+  per_class = math.ceil(num / models.NUM_CLASSES)
+  labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), per_class)[:num]
+  fn = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
+  out = []
+  for i in range(0, num, batch):
+    y = labels[i:i + batch]
+    pad = batch - len(y)
+    y_in = np.concatenate([y, np.zeros(pad, np.int32)]) if pad else y
+    out.append(np.asarray(fn(params, stats, jax.random.fold_in(key, i), y_in))[:len(y)])
+  return np.concatenate(out), labels
+
+
+def _save_grid(path, gen, params, stats, key):
+  labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), 10)
+  images = np.asarray(steps.generate(gen, params, stats, key, jnp.asarray(labels)))
+  plots.save_image_grid(path, images, ncols=10,
+                        row_labels=[str(i) for i in range(models.NUM_CLASSES)])
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs GS-WGAN as configured; returns the final summary (also results.json)."""
+  distributed.maybe_initialize_distributed()
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  total_steps = planned_steps(config)  # Fails before any work if the budget is impossible.
+  fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
+                            config.to_json_best_effort(indent=2).encode())
+  images, labels = data.load(config.dataset, "train", config.data_dir)
+  images = images  # uint8 [N, 28, 28, 1]
+
+  shards_path = os.path.join(workdir, "shards.npy")
+  shards = make_shards(len(labels), config.num_discriminators, config.seed)
+  if os.path.exists(shards_path):
+    if not np.array_equal(np.load(shards_path), shards):
+      raise RuntimeError(f"{shards_path} does not match this config's shards; "
+                         "use a new --workdir.")
+  else:
+    buf_path = shards_path + ".tmp.npy"
+    np.save(buf_path, shards)
+    os.replace(buf_path, shards_path)
+
+  root = jax.random.key(config.seed)
+  k_bank, k_gen, k_loop, k_sample = jax.random.split(root, 4)
+  nets = Networks(config)
+  settings = _settings(config)
+  ledger = accounting.PrivacyLedger(workdir, settings,
+                                    config.dp.target_epsilon or None)
+  eps_planned = ledger.epsilon(total_steps)
+  print(f"GS-WGAN on {config.dataset}: K={config.num_discriminators}, "
+        f"B={config.batch_size}, T={total_steps}, sigma={settings.noise_multiplier}: "
+        f"epsilon={eps_planned:.4g} at delta={settings.delta} ({settings.accountant}"
+        f" accountant)" + (f"; stopping at target {config.dp.target_epsilon}"
+                           if total_steps < config.num_steps else ""))
+
+  d_template = steps.init_net(jax.random.key(0), nets.disc, nets.tx)
+  bank = bank_lib.DiscriminatorBank(os.path.join(workdir, "bank"), d_template,
+                                    cache_bytes=config.bank_cache_mb << 20)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  start = checkpoint.latest_step(ckpt_dir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
+  warm_start_bank(config, nets, bank, images, labels, shards, k_bank, writer)
+
+  g = steps.init_net(k_gen, nets.gen, nets.tx)
+  ema = g.params
+  if start is not None:
+    (g, ema), _, start = checkpoint.restore(ckpt_dir, (g, ema))
+    bank.rollback(start)
+    print(f"Resuming stage 2 from step {start}.")
+  start = start or 0
+
+  progress = metrics_lib.Progress(total_steps, start, desc="stage 2 (private G)",
+                                  interval=config.progress_interval_s)
+  step = start
+  t0 = time.time()
+  for step in range(start + 1, total_steps + 1):
+    bank.current_step = step
+    rng = np.random.default_rng([config.seed, 2, step])
+    k = int(rng.integers(config.num_discriminators))
+    idx = shard_batches(shards[k], config.n_critic, config.batch_size, rng)
+    d = bank.get(k)
+    g, ema, d, m = nets.private_iteration(
+        g, ema, d, jnp.asarray(_to_float(images[idx])), jnp.asarray(labels[idx]),
+        jax.random.fold_in(k_loop, step))
+    bank.put(k, d)
+    if step % config.log_every_steps == 0 or step == total_steps:
+      row = {key: float(v) for key, v in m.items()}
+      row["discriminator"] = k
+      writer.write(step, row)
+      progress.update(step, {"g_loss": row["g_loss"], "wdist": row["wasserstein"]})
+    if step % config.sample_every_steps == 0 or step == total_steps:
+      _save_grid(os.path.join(workdir, f"samples_{step:06d}.png"), nets.gen, ema,
+                 g.model_state, k_sample)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      bank.flush(step)
+      checkpoint.save(ckpt_dir, step, (g, ema))
+      entry = ledger.record(step)
+      writer.write(step, {"epsilon": entry["epsilon"]})
+  progress.close(step)
+  if start == total_steps:
+    ledger.record(total_steps)
+
+  gen_x, gen_y = sample_generator(nets.gen, ema, g.model_state, k_sample,
+                                  config.num_gen_samples)
+  out_path = os.path.join(workdir, "gen_data.npz")
+  import io  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  np.savez_compressed(buf, x=gen_x.astype(np.float32), y=gen_y)
+  fileio.atomic_write_bytes(out_path, buf.getvalue())
+  entry = ledger.record(total_steps)
+  result = {"steps": total_steps, "epsilon": entry["epsilon"],
+            "accountant": settings.accountant, "delta": settings.delta,
+            "noise_multiplier": settings.noise_multiplier,
+            "stage2_time_s_this_run": time.time() - t0,
+            "gen_data": out_path, "dataset": config.dataset}
+  fileio.atomic_write_json(os.path.join(workdir, "results.json"), result)
+  print(f"Done: {total_steps} private steps, epsilon={entry['epsilon']} "
+        f"({settings.accountant}); samples in {out_path}")
+  return result
