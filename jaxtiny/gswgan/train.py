@@ -97,6 +97,23 @@ def planned_steps(config) -> int:
   return t
 
 
+def _networks_key(config) -> tuple:
+  return (config.generator, config.learning_rate, tuple(config.betas),
+          config.dp.clip_norm, config.batch_size, config.dp.noise_multiplier,
+          config.gp_weight, config.drift, config.warmup_mode)
+
+
+_NETWORKS: dict[tuple, "Networks"] = {}
+
+
+def get_networks(config) -> "Networks":
+  """Networks for `config`, reused across runs in one process (no recompiles)."""
+  key = _networks_key(config)
+  if key not in _NETWORKS:
+    _NETWORKS[key] = Networks(config)
+  return _NETWORKS[key]
+
+
 class Networks:
   """The static pieces of a run: networks, optimizers, jitted steps."""
 
@@ -127,6 +144,8 @@ class Networks:
       self.warm_iteration = sequential
     else:
       raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap' or 'sequential'.")
+    gen = self.gen
+    self.generate = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
@@ -183,12 +202,12 @@ def warm_start_bank(config, nets: Networks, bank: bank_lib.DiscriminatorBank,
   progress.close(done)
 
 
-def sample_generator(gen, params, stats, key: jax.Array, num: int,
+def sample_generator(fn, params, stats, key: jax.Array, num: int,
                      batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-  """`num` samples (equal counts per class, rounded up) from the generator."""
+  """`num` samples (equal counts per class, rounded up) from `fn`, a jitted
+  `(params, stats, key, labels) -> images`."""
   per_class = math.ceil(num / models.NUM_CLASSES)
   labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), per_class)[:num]
-  fn = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
   out = []
   for i in range(0, num, batch):
     y = labels[i:i + batch]
@@ -198,9 +217,9 @@ def sample_generator(gen, params, stats, key: jax.Array, num: int,
   return np.concatenate(out), labels
 
 
-def _save_grid(path, gen, params, stats, key):
+def _save_grid(path, fn, params, stats, key):
   labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), 10)
-  images = np.asarray(steps.generate(gen, params, stats, key, jnp.asarray(labels)))
+  images = np.asarray(fn(params, stats, key, jnp.asarray(labels)))
   plots.save_image_grid(path, images, ncols=10,
                         row_labels=[str(i) for i in range(models.NUM_CLASSES)])
 
@@ -229,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   root = jax.random.key(config.seed)
   k_bank, k_gen, k_loop, k_sample = jax.random.split(root, 4)
-  nets = Networks(config)
+  nets = get_networks(config)
   settings = _settings(config)
   ledger = accounting.PrivacyLedger(workdir, settings,
                                     config.dp.target_epsilon or None)
@@ -276,18 +295,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.write(step, row)
       progress.update(step, {"g_loss": row["g_loss"], "wdist": row["wasserstein"]})
     if step % config.sample_every_steps == 0 or step == total_steps:
-      _save_grid(os.path.join(workdir, f"samples_{step:06d}.png"), nets.gen, ema,
+      _save_grid(os.path.join(workdir, f"samples_{step:06d}.png"), nets.generate, ema,
                  g.model_state, k_sample)
     if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      bank.flush(step)
-      checkpoint.save(ckpt_dir, step, (g, ema))
+      # Ledger first: it may over-report after a crash, never under-report.
       entry = ledger.record(step)
       writer.write(step, {"epsilon": entry["epsilon"]})
+      bank.flush(step)
+      checkpoint.save(ckpt_dir, step, (g, ema))
   progress.close(step)
   if start == total_steps:
     ledger.record(total_steps)
 
-  gen_x, gen_y = sample_generator(nets.gen, ema, g.model_state, k_sample,
+  gen_x, gen_y = sample_generator(nets.generate, ema, g.model_state, k_sample,
                                   config.num_gen_samples)
   out_path = os.path.join(workdir, "gen_data.npz")
   import io  # pylint: disable=g-import-not-at-top

@@ -45,7 +45,7 @@ def test_both_transpose_forms_are_the_adjoint(case):
     assert abs(float(got - ref)) <= 1e-12 * abs(float(ref)), fn.__name__
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 3, 6, 8)])
 def test_first_and_second_derivatives_match_xla(case):
   n, k, s, p, ci, co = case
   x, w, _, pad = _data(*case)
@@ -62,7 +62,7 @@ def test_first_and_second_derivatives_match_xla(case):
     _close(a, b)
 
 
-@pytest.mark.parametrize("case", CASES[:6])
+@pytest.mark.parametrize("case", [CASES[i] for i in (1, 4, 9)])
 def test_transpose_gradients_match_autodiff_of_its_definition(case):
   n, k, s, p, ci, co = case
   _, w, y, pad = _data(*case)

@@ -1,0 +1,112 @@
+"""GS-WGAN trainer: shards, bank versioning, budget handling, smoke run + resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments.configs import gswgan as gswgan_config
+from helpers import require_prepared
+from jaxtiny.gswgan import bank as bank_lib
+from jaxtiny.gswgan import train
+from jaxtiny.privacy import accounting
+from jaxtiny.train import checkpoint
+
+
+def _config(arg="smoke", **dp):
+  c = gswgan_config.get_config(arg)
+  with c.unlocked():
+    for k, v in dp.items():
+      c.dp[k] = v
+  return c
+
+
+def test_shards_are_disjoint_and_seeded():
+  shards = train.make_shards(1000, 7, seed=3)
+  assert shards.shape == (7, 142)
+  assert len(np.unique(shards)) == shards.size
+  np.testing.assert_array_equal(shards, train.make_shards(1000, 7, seed=3))
+  assert not np.array_equal(shards, train.make_shards(1000, 7, seed=4))
+  with pytest.raises(ValueError, match="num_discriminators=2000"):
+    train.make_shards(1000, 2000, 0)
+  with pytest.raises(ValueError, match="exceeds the shard size"):
+    train.shard_batches(shards[0][:5], 2, 8, np.random.default_rng(0))
+
+
+def test_bank_versions_rollback_and_eviction(tmp_path):
+  template = {"w": np.zeros((100, 100), np.float32)}  # 40 kB per discriminator
+  bank = bank_lib.DiscriminatorBank(str(tmp_path), template, cache_bytes=100_000)
+  for k in range(3):
+    bank.write_initial(k, {"w": np.full((100, 100), k, np.float32)})
+  bank.current_step = 1
+  bank.put(0, {"w": np.full((100, 100), 10, np.float32)})
+  bank.flush(1)  # Checkpoint at step 1.
+  for step, k in ((2, 1), (3, 2), (4, 0)):  # The cache holds 2: evictions write.
+    bank.current_step = step
+    bank.put(k, {"w": np.full((100, 100), 100 + step, np.float32)})
+    bank.get((k + 1) % 3)
+  assert bank.get(0)["w"][0, 0] == 104
+  # Crash: resume from the step-1 checkpoint.
+  reopened = bank_lib.DiscriminatorBank(str(tmp_path), template, cache_bytes=100_000)
+  reopened.rollback(1)
+  assert [reopened.get(k)["w"][0, 0] for k in range(3)] == [10, 1, 2]
+  names = sorted(os.listdir(tmp_path))
+  assert all(int(n.split(".v")[1][:8]) <= 1 for n in names), names
+  with pytest.raises(KeyError, match="stage 1"):
+    reopened.get(7)
+
+
+def test_budget_refused_or_capped_before_training():
+  c = _config(target_epsilon=1e-3)
+  with pytest.raises(accounting.PrivacyBudgetError, match="cannot be met"):
+    train.planned_steps(c)
+  with pytest.raises(accounting.PrivacyBudgetError, match="noise_multiplier=0"):
+    train.planned_steps(_config(target_epsilon=10.0, noise_multiplier=0.0))
+  s = train._settings(c)  # pylint: disable=protected-access
+  eps = lambda t: accounting.compute_epsilon(s.accountant, s.noise_multiplier,
+                                             s.num_discriminators, s.batch_size, t, s.delta)
+  target = eps(3) * 1.001  # Enough for 3 of the 6 configured steps.
+  assert train.planned_steps(_config(target_epsilon=target)) == 3
+  assert train.planned_steps(_config(target_epsilon=0.0)) == 6
+
+
+def test_refuses_impossible_budget_without_writing(tmp_path):
+  with pytest.raises(accounting.PrivacyBudgetError):
+    train.train_and_evaluate(_config(target_epsilon=1e-3), str(tmp_path / "w"))
+  assert not (tmp_path / "w" / "config.json").exists()
+
+
+def test_smoke_run_and_resume_after_crash(tmp_path, monkeypatch):
+  require_prepared("mnist")
+  config = _config()
+  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  for name in ("gen_data.npz", "privacy.json", "metrics.jsonl", "results.json",
+               "samples_000003.png", "samples_000006.png", "shards.npy"):
+    assert (tmp_path / "full" / name).exists(), name
+  with np.load(tmp_path / "full" / "gen_data.npz") as f:
+    x, y = f["x"], f["y"]
+  assert x.shape == (200, 28, 28, 1) and x.dtype == np.float32
+  assert 0.0 <= x.min() and x.max() <= 1.0
+  np.testing.assert_array_equal(np.bincount(y), [20] * 10)
+  ledger = json.loads((tmp_path / "full" / "privacy.json").read_text())
+  assert ledger["steps"] == 6 and ledger["accountant"] == "strict"
+  assert ledger["epsilon"] == pytest.approx(accounting.compute_epsilon(
+      "strict", 1.07, 4, 8, 6, 1e-5))
+  assert full["epsilon"] == ledger["epsilon"]
+
+  real_save = checkpoint.save
+
+  def crash_after_first_checkpoint(directory, step, tree, **kw):
+    real_save(directory, step, tree, **kw)
+    raise KeyboardInterrupt(f"simulated kill after checkpoint {step}")
+
+  monkeypatch.setattr(checkpoint, "save", crash_after_first_checkpoint)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert json.loads((tmp_path / "resumed" / "privacy.json").read_text())["steps"] == 3
+  monkeypatch.setattr(checkpoint, "save", real_save)
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  with np.load(tmp_path / "resumed" / "gen_data.npz") as f:
+    np.testing.assert_array_equal(f["x"], x)
+  assert json.loads((tmp_path / "resumed" / "privacy.json").read_text()) == ledger
