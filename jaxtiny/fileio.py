@@ -18,6 +18,10 @@ def atomic_write_bytes(path: str, content: bytes) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
   try:
+    # mkstemp creates 0600 files; give the result the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     with os.fdopen(fd, "wb") as f:
       f.write(content)
       f.flush()

@@ -315,6 +315,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   np.savez_compressed(buf, x=gen_x.astype(np.float32), y=gen_y)
   fileio.atomic_write_bytes(out_path, buf.getvalue())
   entry = ledger.record(total_steps)
+  # The released model: the EMA generator only (the bank stays in the workdir).
+  checkpoint.save_tree(os.path.join(workdir, "generator.npz"),
+                       {"params": ema, "model_state": g.model_state},
+                       meta={"generator": config.generator, "privacy": entry})
   result = {"steps": total_steps, "epsilon": entry["epsilon"],
             "accountant": settings.accountant, "delta": settings.delta,
             "noise_multiplier": settings.noise_multiplier,

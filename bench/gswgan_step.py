@@ -1,0 +1,223 @@
+"""Benchmark: one GS-WGAN iteration (n_critic critic steps + 1 generator step).
+
+  python -m bench.gswgan_step [--generators=dcgan,resnet] [--iters=5] [--chunk=4]
+
+Prints, measured in the same process:
+  1. JAX vs PyTorch per-iteration time (B=32, 5 critic steps, WGAN-GP, spectral
+     norm, sanitized generator step), for each generator. The PyTorch version
+     is written here from the same description (it is only a baseline; torch is
+     not a jaxtiny dependency). Target: JAX/PyTorch < 1.0 (aim 0.5).
+  2. Sanitization overhead: private vs non-private JAX generator step
+     (target <= 1.1x).
+  3. Stage-1 warm-start throughput: a vmapped chunk vs the same
+     discriminators one after another (target: vmap >= 1.4x).
+Only ratios from one run are meaningful on a shared machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtiny.gswgan import models
+from jaxtiny.gswgan import steps
+
+_GENERATORS = flags.DEFINE_list("generators", ["dcgan", "resnet"], "Generators to time.")
+_ITERS = flags.DEFINE_integer("iters", 5, "Timed iterations (best of 3 repeats).")
+_CHUNK = flags.DEFINE_integer("chunk", 4, "Discriminators per warm-start chunk.")
+_TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorch baseline.")
+
+B, N_CRITIC = 32, 5
+
+
+def _best(fn, iters: int, repeats: int = 3) -> float:
+  fn()  # Warm-up / compile.
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    for _ in range(iters):
+      fn()
+    best = min(best, (time.perf_counter() - t) / iters)
+  return best * 1e3
+
+
+# --------------------------------------------------------------------- JAX --
+
+def jax_times(generator: str, iters: int) -> dict[str, float]:
+  gen, disc = models.make_generator(generator), models.Discriminator()
+  tx = steps.make_optimizer()
+  g = steps.init_net(jax.random.key(0), gen, tx)
+  d = steps.init_net(jax.random.key(1), disc, tx)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((N_CRITIC, B, 28, 28, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, (N_CRITIC, B)), jnp.int32)
+  common = dict(gen=gen, disc=disc, tx_g=tx, tx_d=tx, num_classes=10, clip_norm=1.0 / B)
+  it = jax.jit(functools.partial(steps.iteration, noise_multiplier=1.07, sanitize=True, **common))
+  gkw = dict(gen=gen, disc=disc, tx=tx, batch_size=B, num_classes=10, clip_norm=1.0 / B)
+  g_priv = jax.jit(functools.partial(steps.generator_step, noise_multiplier=1.07, sanitize=True, **gkw))
+  g_plain = jax.jit(functools.partial(steps.generator_step, noise_multiplier=0.0, sanitize=False, **gkw))
+  key = jax.random.key(3)
+  out = {}
+  out["iteration"] = _best(lambda: jax.block_until_ready(it(g, g.params, d, x, y, key)), iters)
+  out["gen_private"] = _best(lambda: jax.block_until_ready(
+      g_priv(g, d.params, d.model_state, key)), iters * 3)
+  out["gen_plain"] = _best(lambda: jax.block_until_ready(
+      g_plain(g, d.params, d.model_state, key)), iters * 3)
+  return out
+
+
+def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
+  gen, disc = models.DCGANGenerator(), models.Discriminator()
+  tx = steps.make_optimizer()
+  warm = functools.partial(steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx,
+                           num_classes=10, clip_norm=1.0 / B, noise_multiplier=0.0,
+                           sanitize=False)
+  gs = [steps.init_net(jax.random.key(2 * i), gen, tx) for i in range(chunk)]
+  ds = [steps.init_net(jax.random.key(2 * i + 1), disc, tx) for i in range(chunk)]
+  stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)
+  g, d = stack(gs), stack(ds)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((chunk, N_CRITIC, B, 28, 28, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, (chunk, N_CRITIC, B)), jnp.int32)
+  keys = jax.random.split(jax.random.key(0), chunk)
+  vm = jax.jit(jax.vmap(warm))
+  single = jax.jit(warm)
+  t_vmap = _best(lambda: jax.block_until_ready(vm(g, g.params, d, x, y, keys)), iters, 2)
+  t_seq = _best(lambda: jax.block_until_ready(
+      [single(gs[i], gs[i].params, ds[i], x[i], y[i], keys[i]) for i in range(chunk)]),
+      iters, 2)
+  return {"vmap": t_vmap, "sequential": t_seq}
+
+
+# ----------------------------------------------------------------- PyTorch --
+
+def torch_iteration_ms(generator: str, iters: int):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    from torch import nn  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  sn = nn.utils.spectral_norm
+  torch.manual_seed(0)
+
+  def pixel_norm(h):
+    return h * torch.rsqrt(torch.mean(h * h, dim=1, keepdim=True) + 1e-8)
+
+  class DCGAN(nn.Module):
+    def __init__(self, dim=64):
+      super().__init__()
+      self.fc = nn.Linear(20, 4 * 4 * 4 * dim)
+      self.d1 = nn.ConvTranspose2d(4 * dim, 2 * dim, 5)
+      self.d2 = nn.ConvTranspose2d(2 * dim, dim, 5)
+      self.d3 = nn.ConvTranspose2d(dim, 1, 8, stride=2)
+
+    def forward(self, z, y):
+      h = self.fc(torch.cat([z, nn.functional.one_hot(y, 10).float()], 1))
+      h = pixel_norm(torch.relu(h.view(-1, 256, 4, 4)))
+      h = pixel_norm(torch.relu(self.d1(h)[:, :, :7, :7]))
+      h = pixel_norm(torch.relu(self.d2(h)))
+      return torch.sigmoid(self.d3(h))
+
+  class Up(nn.Module):
+    def __init__(self, c):
+      super().__init__()
+      self.c1, self.c2 = sn(nn.Conv2d(c, c, 3, padding=1)), sn(nn.Conv2d(c, c, 3, padding=1))
+      self.sc = sn(nn.Conv2d(c, c, 1))
+
+    def forward(self, x):
+      up = lambda t: nn.functional.interpolate(t, scale_factor=2, mode="nearest")
+      h = self.c2(torch.relu(pixel_norm(self.c1(up(pixel_norm(x))))))
+      return h + self.sc(up(x))
+
+  class ResNet(nn.Module):
+    def __init__(self, c=256):
+      super().__init__()
+      self.fc = sn(nn.Linear(20, 4 * 4 * c))
+      self.blocks = nn.Sequential(Up(c), Up(c), Up(c))
+      self.out = sn(nn.Conv2d(c, 1, 3))
+
+    def forward(self, z, y):
+      h = self.fc(torch.cat([z, nn.functional.one_hot(y, 10).float()], 1))
+      h = pixel_norm(torch.relu(h.view(-1, 256, 4, 4)))
+      return torch.sigmoid(self.out(self.blocks(h))[:, :, 1:29, 1:29])
+
+  class Disc(nn.Module):
+    def __init__(self, dim=64):
+      super().__init__()
+      self.c = nn.ModuleList([sn(nn.Conv2d(a, b, 5, 2, 2)) for a, b in
+                              ((1, dim), (dim, 2 * dim), (2 * dim, 4 * dim))])
+      self.fc = sn(nn.Linear(4096, 1))
+      self.embed = nn.Embedding(10, 4096)
+
+    def forward(self, x, y):
+      h = x
+      for conv in self.c:
+        h = torch.relu(conv(h))
+      h = h.flatten(1)
+      return self.fc(h)[:, 0] + (self.embed(y) * h).sum(1)
+
+  G = DCGAN() if generator == "dcgan" else ResNet()
+  D = Disc()
+  opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.9))
+  opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.9))
+  xs = torch.rand(N_CRITIC, B, 1, 28, 28)
+  ys = torch.randint(0, 10, (N_CRITIC, B))
+  sigma, bound = 1.07, 1.0 / B
+
+  def sanitize_hook(grad):
+    flat = grad.reshape(B, -1)
+    coef = torch.clamp(bound / (flat.norm(dim=1, keepdim=True) + 1e-10), max=1.0)
+    return (flat * coef + 2 * sigma * bound * torch.randn_like(flat)).view_as(grad)
+
+  def iteration():
+    for i in range(N_CRITIC):
+      real, y = xs[i], ys[i]
+      with torch.no_grad():
+        fake = G(torch.bernoulli(torch.full((B, 10), 0.5)), y)
+      opt_d.zero_grad(set_to_none=True)
+      d_real, d_fake = D(real, y), D(fake, y)
+      a = torch.rand(B, 1, 1, 1)
+      x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
+      grad = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)[0]
+      gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+      loss = d_fake.mean() - d_real.mean() + 10 * gp + 1e-3 * (d_real ** 2).mean()
+      loss.backward()
+      opt_d.step()
+    opt_g.zero_grad(set_to_none=True)
+    y = torch.randint(0, 10, (B,))
+    fake = G(torch.bernoulli(torch.full((B, 10), 0.5)), y)
+    fake.register_hook(sanitize_hook)
+    (-D(fake, y).mean()).backward()
+    opt_g.step()
+
+  return _best(iteration, iters)
+
+
+def main(argv):
+  del argv
+  print(f"GS-WGAN iteration: B={B}, {N_CRITIC} critic steps + 1 sanitized generator step "
+        f"({jax.devices()[0].platform}, jax {jax.__version__}); best of 3 repeats, ms")
+  print(f"| {'generator':9s} | {'jax':>8s} | {'pytorch':>8s} | {'jax/pt':>6s} | "
+        f"{'G priv':>7s} | {'G plain':>7s} | {'priv/plain':>10s} |")
+  print("|" + "|".join("-" * w for w in (11, 10, 10, 8, 9, 9, 12)) + "|")
+  for name in _GENERATORS.value:
+    j = jax_times(name, _ITERS.value)
+    t = torch_iteration_ms(name, _ITERS.value) if _TORCH.value else None
+    ratio = f"{j['iteration'] / t:6.2f}" if t else "   n/a"
+    print(f"| {name:9s} | {j['iteration']:8.0f} | {t if t else float('nan'):8.0f} | {ratio} | "
+          f"{j['gen_private']:7.1f} | {j['gen_plain']:7.1f} | "
+          f"{j['gen_private'] / j['gen_plain']:10.2f} |", flush=True)
+  w = warmstart_times(_CHUNK.value, max(1, _ITERS.value // 2))
+  print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} DCGAN pairs, ms per chunk iteration:")
+  print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
+        f"throughput vmap/sequential {w['sequential'] / w['vmap']:.2f}x |")
+
+
+if __name__ == "__main__":
+  app.run(main)
