@@ -144,3 +144,13 @@ def test_vmap_and_sequential_warm_start_agree(tmp_path):
   for a, b in zip(banks["sequential"], banks["vmap"]):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
       np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
+
+
+def test_cli_refuses_impossible_budget_with_clear_error(tmp_path):
+  from helpers import run_python
+  proc = run_python(["-m", "experiments.gswgan",
+                     "--config=experiments/configs/gswgan.py:smoke",
+                     "--config.dp.target_epsilon=0.001", f"--workdir={tmp_path}"],
+                    check=False)
+  assert proc.returncode != 0
+  assert "dp.target_epsilon=0.001 cannot be met" in proc.stderr
