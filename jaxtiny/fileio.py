@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from typing import Any
+
+import numpy as np
 
 
 def atomic_write_bytes(path: str, content: bytes) -> None:
@@ -35,3 +38,10 @@ def atomic_write_bytes(path: str, content: bytes) -> None:
 
 def atomic_write_json(path: str, obj: Any) -> None:
   atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_write_npz(path: str, compressed: bool = False, **arrays: Any) -> None:
+  """Atomically writes `arrays` as an .npz file (np.savez[_compressed])."""
+  buf = io.BytesIO()
+  (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+  atomic_write_bytes(path, buf.getvalue())

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import time
@@ -233,7 +234,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
   images, labels = data.load(config.dataset, "train", config.data_dir)
-  images = images  # uint8 [N, 28, 28, 1]
 
   shards_path = os.path.join(workdir, "shards.npy")
   shards = make_shards(len(labels), config.num_discriminators, config.seed)
@@ -242,9 +242,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise RuntimeError(f"{shards_path} does not match this config's shards; "
                          "use a new --workdir.")
   else:
-    buf_path = shards_path + ".tmp.npy"
-    np.save(buf_path, shards)
-    os.replace(buf_path, shards_path)
+    buf = io.BytesIO()
+    np.save(buf, shards)
+    fileio.atomic_write_bytes(shards_path, buf.getvalue())
 
   root = jax.random.key(config.seed)
   k_bank, k_gen, k_loop, k_sample = jax.random.split(root, 4)
@@ -310,10 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   gen_x, gen_y = sample_generator(nets.generate, ema, g.model_state, k_sample,
                                   config.num_gen_samples)
   out_path = os.path.join(workdir, "gen_data.npz")
-  import io  # pylint: disable=g-import-not-at-top
-  buf = io.BytesIO()
-  np.savez_compressed(buf, x=gen_x.astype(np.float32), y=gen_y)
-  fileio.atomic_write_bytes(out_path, buf.getvalue())
+  fileio.atomic_write_npz(out_path, compressed=True, x=gen_x.astype(np.float32), y=gen_y)
   entry = ledger.record(total_steps)
   # The released model: the EMA generator only (the bank stays in the workdir).
   checkpoint.save_tree(os.path.join(workdir, "generator.npz"),

@@ -10,7 +10,6 @@ stored as their raw key data and re-wrapped on restore.
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 import re
@@ -50,10 +49,8 @@ def save_tree(path: str, tree: Any, meta: Optional[dict] = None) -> None:
       name, leaf = "key:" + name, jax.random.key_data(leaf)
     arrays[name] = np.asarray(jax.device_get(leaf))
   arrays[_META] = np.frombuffer(json.dumps(meta or {}).encode(), np.uint8)
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
   if jax.process_index() == 0:
-    fileio.atomic_write_bytes(path, buf.getvalue())
+    fileio.atomic_write_npz(path, **arrays)
 
 
 def read_meta(path: str) -> dict:

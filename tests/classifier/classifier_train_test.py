@@ -93,9 +93,8 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
   for k in a.files:
     if k != "__meta__":
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-  strip = lambda rs: [r for r in rs]
-  assert strip(metrics.read_metrics(str(tmp_path / "full" / "metrics.jsonl"))) == \
-      strip(metrics.read_metrics(str(tmp_path / "resumed" / "metrics.jsonl")))
+  assert metrics.read_metrics(str(tmp_path / "full" / "metrics.jsonl")) == \
+      metrics.read_metrics(str(tmp_path / "resumed" / "metrics.jsonl"))
 
 
 @pytest.mark.slow
