@@ -10,13 +10,18 @@ Prints, measured in the same process:
   2. Sanitization overhead: private vs non-private JAX generator step
      (target <= 1.1x).
   3. Stage-1 warm-start throughput: a vmapped chunk vs the same
-     discriminators one after another (target: vmap >= 1.4x).
+     discriminators one after another (target: vmap >= 1.4x), and the
+     vmapped chunk sharded over 1 and 2 simulated CPU devices (each in its own
+     subprocess, since the device count is fixed when JAX starts).
 Only ratios from one run are meaningful on a shared machine.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 import time
 
 from absl import app
@@ -27,11 +32,17 @@ import numpy as np
 
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
+from jaxtiny.train import distributed
 
 _GENERATORS = flags.DEFINE_list("generators", ["dcgan", "resnet"], "Generators to time.")
 _ITERS = flags.DEFINE_integer("iters", 5, "Timed iterations (best of 3 repeats).")
 _CHUNK = flags.DEFINE_integer("chunk", 4, "Discriminators per warm-start chunk.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorch baseline.")
+_DEVICES = flags.DEFINE_list("devices", ["1", "2"],
+                             "Simulated CPU device counts for the sharded warm-start chunk.")
+_SHARDED_ONLY = flags.DEFINE_integer(
+    "sharded_only", 0, "Internal: time only the vmapped chunk sharded over this "
+    "many devices and print the ms.")
 
 B, N_CRITIC = 32, 5
 
@@ -72,7 +83,7 @@ def jax_times(generator: str, iters: int) -> dict[str, float]:
   return out
 
 
-def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
+def _warm_setup(chunk: int):
   gen, disc = models.DCGANGenerator(), models.Discriminator()
   tx = steps.make_optimizer()
   warm = functools.partial(steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx,
@@ -80,12 +91,20 @@ def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
                            sanitize=False)
   gs = [steps.init_net(jax.random.key(2 * i), gen, tx) for i in range(chunk)]
   ds = [steps.init_net(jax.random.key(2 * i + 1), disc, tx) for i in range(chunk)]
-  stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)
-  g, d = stack(gs), stack(ds)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.random((chunk, N_CRITIC, B, 28, 28, 1)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 10, (chunk, N_CRITIC, B)), jnp.int32)
   keys = jax.random.split(jax.random.key(0), chunk)
+  return warm, gs, ds, x, y, keys
+
+
+def _stack(xs):
+  return jax.tree.map(lambda *a: jnp.stack(a), *xs)
+
+
+def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
+  warm, gs, ds, x, y, keys = _warm_setup(chunk)
+  g, d = _stack(gs), _stack(ds)
   vm = jax.jit(jax.vmap(warm))
   single = jax.jit(warm)
   t_vmap = _best(lambda: jax.block_until_ready(vm(g, g.params, d, x, y, keys)), iters, 2)
@@ -93,6 +112,28 @@ def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
       [single(gs[i], gs[i].params, ds[i], x[i], y[i], keys[i]) for i in range(chunk)]),
       iters, 2)
   return {"vmap": t_vmap, "sequential": t_seq}
+
+
+def sharded_warmstart_ms(chunk: int, iters: int, num_devices: int) -> float:
+  """The vmapped chunk with its leading axis sharded over `num_devices`, as
+  `jaxtiny.gswgan.train.warm_start_bank` runs it."""
+  warm, gs, ds, x, y, keys = _warm_setup(chunk)
+  sharded = distributed.batch_sharded(distributed.data_mesh(num_devices))
+  g, d, x, y, keys = jax.device_put((_stack(gs), _stack(ds), x, y, keys), sharded)
+  vm = jax.jit(jax.vmap(warm))
+  return _best(lambda: jax.block_until_ready(vm(g, g.params, d, x, y, keys)), iters, 2)
+
+
+def _sharded_in_subprocess(chunk: int, iters: int, num_devices: int) -> float | None:
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
+                                     f" --xla_force_host_platform_device_count={num_devices}"))
+  cmd = [sys.executable, "-m", "bench.gswgan_step", f"--sharded_only={num_devices}",
+         f"--chunk={chunk}", f"--iters={iters}"]
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+  if out.returncode:
+    print(out.stderr[-2000:], file=sys.stderr)
+    return None
+  return float(out.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------- PyTorch --
@@ -153,7 +194,7 @@ def torch_iteration_ms(generator: str, iters: int):
       self.c = nn.ModuleList([sn(nn.Conv2d(a, b, 5, 2, 2)) for a, b in
                               ((1, dim), (dim, 2 * dim), (2 * dim, 4 * dim))])
       self.fc = sn(nn.Linear(4096, 1))
-      self.embed = nn.Embedding(10, 4096)
+      self.embed = sn(nn.Embedding(10, 4096))
 
     def forward(self, x, y):
       h = x
@@ -176,12 +217,15 @@ def torch_iteration_ms(generator: str, iters: int):
     return (flat * coef + 2 * sigma * bound * torch.randn_like(flat)).view_as(grad)
 
   def iteration():
+    # Same algorithm as the JAX step: one G call for the critic phase's fakes,
+    # real and fake scored in one critic forward pass.
+    with torch.no_grad():
+      fakes = G(torch.bernoulli(torch.full((N_CRITIC * B, 10), 0.5)), ys.reshape(-1))
     for i in range(N_CRITIC):
-      real, y = xs[i], ys[i]
-      with torch.no_grad():
-        fake = G(torch.bernoulli(torch.full((B, 10), 0.5)), y)
+      real, y, fake = xs[i], ys[i], fakes[i * B:(i + 1) * B]
       opt_d.zero_grad(set_to_none=True)
-      d_real, d_fake = D(real, y), D(fake, y)
+      scores = D(torch.cat([real, fake]), torch.cat([y, y]))
+      d_real, d_fake = scores[:B], scores[B:]
       a = torch.rand(B, 1, 1, 1)
       x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
       grad = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)[0]
@@ -201,6 +245,9 @@ def torch_iteration_ms(generator: str, iters: int):
 
 def main(argv):
   del argv
+  if _SHARDED_ONLY.value:
+    print(sharded_warmstart_ms(_CHUNK.value, _ITERS.value, _SHARDED_ONLY.value))
+    return
   print(f"GS-WGAN iteration: B={B}, {N_CRITIC} critic steps + 1 sanitized generator step "
         f"({jax.devices()[0].platform}, jax {jax.__version__}); best of 3 repeats, ms")
   print(f"| {'generator':9s} | {'jax':>8s} | {'pytorch':>8s} | {'jax/pt':>6s} | "
@@ -217,6 +264,14 @@ def main(argv):
   print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} DCGAN pairs, ms per chunk iteration:")
   print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
         f"throughput vmap/sequential {w['sequential'] / w['vmap']:.2f}x |")
+  times = {int(n): _sharded_in_subprocess(_CHUNK.value, max(1, _ITERS.value // 2), int(n))
+           for n in _DEVICES.value}
+  if times:
+    base = times.get(1)
+    print("\nvmapped chunk sharded over simulated CPU devices (same host cores):")
+    for n, t in times.items():
+      speed = f"{base / t:.2f}x vs 1 device" if base and t else "n/a"
+      print(f"| {n} device(s) | {t if t else float('nan'):.0f} ms per chunk iteration | {speed} |")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,15 @@ class ResNetGenerator(nn.Module):
 
 class Discriminator(nn.Module):
   """SN-conv 1->64->128->256 (k5 s2 pad 2, ReLU) -> 4096 -> SN-linear to 1,
-  plus the projection term sum(embed(y) * h)."""
+  plus the projection term sum(embed(y) * h).
+
+  As in the authors' implementation the class embedding is spectrally
+  normalised too (its [10, 4096] matrix divided by its top singular value).
+  Note flax's SpectralNorm stores every wrapped weight already divided by its
+  first sigma estimate at init, so raw weights start with spectral norm ~1
+  (PyTorch keeps the raw init, N(0, 1) for an embedding); the normalised
+  weights agree, Adam's step relative to the raw weight does not.
+  """
   num_classes: int = NUM_CLASSES
   dim: int = 64
 
@@ -101,7 +109,8 @@ class Discriminator(nn.Module):
       h = nn.relu(nn.SpectralNorm(conv)(h, update_stats=update_stats))
     h = h.reshape(h.shape[0], -1)  # [B, 4*4*4*dim]
     out = nn.SpectralNorm(nn.Dense(1))(h, update_stats=update_stats)[:, 0]
-    embed = nn.Embed(self.num_classes, h.shape[-1])(y)
+    embed = nn.SpectralNorm(nn.Embed(self.num_classes, h.shape[-1]))(
+        y, update_stats=update_stats)
     return out + jnp.sum(embed * h, axis=-1)
 
 

@@ -101,7 +101,7 @@ def planned_steps(config) -> int:
 def _networks_key(config) -> tuple:
   return (config.generator, config.learning_rate, tuple(config.betas),
           config.dp.clip_norm, config.batch_size, config.dp.noise_multiplier,
-          config.gp_weight, config.drift, config.warmup_mode)
+          config.gp_weight, config.drift, config.warmup_mode, config.ema_decay)
 
 
 _NETWORKS: dict[tuple, "Networks"] = {}
@@ -127,7 +127,7 @@ class Networks:
                   gp_weight=config.gp_weight, drift=config.drift)
     self.private_iteration = jax.jit(functools.partial(
         steps.iteration, noise_multiplier=config.dp.noise_multiplier,
-        sanitize=True, **common))
+        sanitize=True, ema_decay=config.ema_decay, **common))
     warm = functools.partial(steps.iteration, noise_multiplier=0.0,
                              sanitize=False, **common)
     # Stage 1 runs a chunk of (generator, discriminator, shard) triples per
