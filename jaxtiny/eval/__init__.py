@@ -1,0 +1,1 @@
+"""Evaluation of generated datasets (IS, FID, downstream accuracy)."""

@@ -1,0 +1,74 @@
+"""Sample-quality statistics computed from a reference classifier's outputs.
+
+Pure numpy (float64) functions of logits or features, so they can be tested
+on synthetic inputs with known answers:
+
+- `inception_score`: exp(E_x KL(p(y|x) || p(y))) over equal splits, mean and
+  standard deviation across splits (Salimans et al. 2016; the GS-WGAN paper
+  computes it with a dataset-specific classifier instead of Inception).
+- `frechet_distance`: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) between
+  Gaussians fitted to two feature sets (Heusel et al. 2017). With our LeNet's
+  penultimate features this is "FID (LeNet features)", not comparable in
+  value to the Inception-feature FID of the papers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+  z = np.asarray(logits, np.float64)
+  z = z - z.max(axis=-1, keepdims=True)
+  return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+  """(mean, std) of the Inception Score of `logits` [N, classes] over `splits`
+  equal parts. Ranges from 1 (every prediction the same, or uniform) to the
+  number of classes (confident predictions spread evenly over the classes)."""
+  logits = np.asarray(logits)
+  if logits.ndim != 2:
+    raise ValueError(f"logits must be [N, classes], got shape {logits.shape}.")
+  if splits < 1 or len(logits) < splits:
+    raise ValueError(f"inception_score needs at least splits={splits} samples, got "
+                     f"{len(logits)}.")
+  scores = []
+  for part in np.array_split(log_softmax(logits), splits):
+    log_py = np.log(np.mean(np.exp(part), axis=0))
+    kl = np.sum(np.exp(part) * (part - log_py), axis=1)
+    scores.append(np.exp(np.mean(kl)))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean [D] and unbiased covariance [D, D] of `features` [N, D], float64."""
+  f = np.asarray(features, np.float64)
+  if f.ndim != 2 or len(f) < 2:
+    raise ValueError(f"features must be [N >= 2, D], got shape {f.shape}.")
+  return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+  w, v = np.linalg.eigh((m + m.T) / 2)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                     sigma2: np.ndarray) -> float:
+  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+  tr((S1 S2)^(1/2)) is computed as the trace of the square root of the
+  symmetric PSD matrix S1^(1/2) S2 S1^(1/2) (similar to S1 S2, hence the same
+  eigenvalues), so no complex square roots arise from rounding.
+  """
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+  if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != mu1.shape * 2:
+    raise ValueError(f"mismatched statistics: means {mu1.shape} and {mu2.shape}, "
+                     f"covariances {s1.shape} and {s2.shape}.")
+  root1 = _sqrt_psd(s1)
+  cross = np.linalg.eigvalsh(root1 @ s2 @ root1)
+  tr_cross = float(np.sum(np.sqrt(np.clip(cross, 0.0, None))))
+  diff = mu1 - mu2
+  return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_cross)

@@ -1,0 +1,64 @@
+"""Reading generated sets: GS-WGAN workdirs, plain npz files, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxtiny.eval import generated
+
+
+def _write(path, **arrays):
+  np.savez(path, **arrays)
+  return str(path)
+
+
+def test_reads_workdir_with_ledger_and_plain_npz(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.random((20, 28, 28)).astype(np.float32)
+  y = np.arange(20) % 10
+  _write(tmp_path / "gen_data.npz", x=x, y=y)
+  (tmp_path / "privacy.json").write_text(json.dumps(
+      {"accountant": "strict", "epsilon": 12.5, "steps": 100, "discriminators": 10}))
+  (tmp_path / "config.json").write_text(json.dumps({"generator": "dcgan", "dataset": "mnist"}))
+  g = generated.load_generated(str(tmp_path))
+  assert g.x.shape == (20, 28, 28, 1) and g.x.dtype == np.float32
+  np.testing.assert_array_equal(g.x[..., 0], x)
+  assert g.epsilon == 12.5 and g.accountant == "strict"
+  assert g.run == {"steps": 100, "discriminators": 10, "generator": "dcgan", "dataset": "mnist"}
+  plain = generated.load_generated(str(tmp_path / "gen_data.npz"))
+  assert plain.epsilon is None and plain.run == {}
+  # A non-private run's ledger says "inf".
+  (tmp_path / "privacy.json").write_text(json.dumps({"accountant": "strict", "epsilon": "inf"}))
+  assert generated.load_generated(str(tmp_path)).epsilon == float("inf")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(images=np.zeros((4, 28, 28)), labels=np.zeros(4, int)), "not 'x' and 'y'"),
+    (dict(x=np.zeros((4, 32, 32, 1)), y=np.zeros(4, int)), r"'x' has shape \(4, 32, 32, 1\)"),
+    (dict(x=np.zeros((4, 28, 28)), y=np.zeros(3, int)), "'y' has shape"),
+    (dict(x=np.zeros((4, 28, 28)), y=np.zeros(4)), "not integer labels"),
+    (dict(x=np.full((4, 28, 28), 255, np.uint8), y=np.zeros(4, int)), "divide by 255"),
+    (dict(x=np.full((4, 28, 28), 1.5), y=np.zeros(4, int)), r"outside \[0, 1\]"),
+    (dict(x=np.full((4, 28, 28), np.nan), y=np.zeros(4, int)), r"outside \[0, 1\]"),
+    (dict(x=np.zeros((4, 28, 28)), y=np.array([0, 1, 2, 10])), "labels range"),
+])
+def test_bad_files_say_what_is_wrong(tmp_path, arrays, message):
+  path = _write(tmp_path / "bad.npz", **arrays)
+  with pytest.raises(ValueError, match=message) as e:
+    generated.load_generated(path)
+  assert "Expected an .npz with 'x'" in str(e.value)
+
+
+def test_missing_inputs_and_too_few_samples(tmp_path):
+  with pytest.raises(FileNotFoundError, match="has no gen_data.npz"):
+    generated.load_generated(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    generated.load_generated(str(tmp_path / "nope.npz"))
+  (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+  with pytest.raises(ValueError, match="cannot be read"):
+    generated.load_generated(str(tmp_path / "junk.npz"))
+  g = generated.load_generated(_write(tmp_path / "ok.npz", x=np.zeros((5, 28, 28)),
+                                      y=np.zeros(5, int)))
+  with pytest.raises(ValueError, match="Inception Score needs 60000 samples, the file has 5"):
+    generated.require_samples(g, 60000, "Inception Score")
