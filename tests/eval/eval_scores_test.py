@@ -1,0 +1,68 @@
+"""IS and FID (LeNet features) with a quickly trained MNIST classifier."""
+
+import os
+
+import numpy as np
+import pytest
+
+from experiments.configs import classifier as classifier_config
+from helpers import require_prepared
+from jaxtiny import data
+from jaxtiny.classifier import train
+from jaxtiny.eval import generated
+from jaxtiny.eval import scores
+
+
+@pytest.fixture(scope="module")
+def quick_classifier(tmp_path_factory):
+  """A small LeNet on 12,000 MNIST images, 3 epochs (~95 % test accuracy)."""
+  require_prepared("mnist")
+  config = classifier_config.get_config("smoke")
+  with config.unlocked():
+    config.num_train_examples = 12000
+    config.num_epochs = 3
+    config.num_test_examples = 1000
+    config.model.conv_features = (8, 16)
+    config.model.hidden = 64
+    config.batch_size = 64
+  workdir = str(tmp_path_factory.mktemp("clf"))
+  result = train.train_and_evaluate(config, workdir)
+  assert result["test_accuracy"] > 0.9
+  return os.path.join(workdir, "classifier.npz")
+
+
+def _as_set(x, y, tmp_path, name):
+  path = tmp_path / f"{name}.npz"
+  np.savez(path, x=x, y=y)
+  return generated.load_generated(str(path))
+
+
+def test_real_data_scores_high_and_noise_scores_low(quick_classifier, tmp_path):
+  images, labels = data.load("mnist", "test")
+  real = _as_set(images.astype(np.float32) / 255.0, labels, tmp_path, "real")
+  got = scores.sample_quality(real, "mnist", is_samples=10000, fid_samples=2000,
+                              classifier_path=quick_classifier, log=lambda _: None)
+  assert got["is_mean"] > 7.0 and got["label_acc"] > 0.9
+  noise = _as_set(np.random.default_rng(0).random((2000, 28, 28), np.float32),
+                  np.arange(2000) % 10, tmp_path, "noise")
+  bad = scores.sample_quality(noise, "mnist", is_samples=2000, fid_samples=2000,
+                              classifier_path=quick_classifier, log=lambda _: None)
+  assert bad["is_mean"] < 2.0 and bad["label_acc"] < 0.2
+  # Real test images are close to the training statistics; noise is far.
+  assert got["fid_lenet"] < 0.05 * bad["fid_lenet"]
+  # The reference statistics are cached next to the classifier.
+  assert os.path.exists(quick_classifier.replace(".npz", ".fid_stats.npz"))
+
+
+def test_fid_grows_with_added_noise(quick_classifier, tmp_path):
+  images, labels = data.load("mnist", "test")
+  x = images[:2000].astype(np.float32) / 255.0
+  rng = np.random.default_rng(1)
+  fids = []
+  for scale in (0.0, 0.1, 0.3):
+    noisy = np.clip(x + scale * rng.normal(size=x.shape), 0, 1).astype(np.float32)
+    s = scores.sample_quality(_as_set(noisy, labels[:2000], tmp_path, f"n{scale}"), "mnist",
+                              is_samples=2000, fid_samples=2000,
+                              classifier_path=quick_classifier, log=lambda _: None)
+    fids.append(s["fid_lenet"])
+  assert fids[0] < fids[1] < fids[2], fids
