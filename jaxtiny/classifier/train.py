@@ -1,7 +1,10 @@
 """Trainer for the reference LeNet classifier (data-parallel, resumable).
 
-`train_and_evaluate(config, workdir)` trains on a prepared dataset, evaluates
-on the real test set after every epoch, checkpoints every
+`train_and_evaluate(config, workdir)` trains on a prepared dataset and saves
+the reference classifier; `fit(config, workdir, train, test)` is the same
+loop on any in-memory arrays (images uint8 in [0, 255] or float in [0, 1]),
+used e.g. to train on generated data. Both evaluate on the test set after
+every epoch, checkpoints every
 `config.checkpoint_every_steps`, and resumes from the latest checkpoint when
 restarted with the same workdir. The batch is sharded over
 `config.num_devices` local devices (0: all) along a "data" mesh axis; in a
@@ -65,6 +68,13 @@ def make_optimizer(config: ml_collections.ConfigDict,
   return tx
 
 
+def _unit(images: jax.Array) -> jax.Array:
+  """Pixels as float32 in [0, 1] from uint8 [0, 255] or float [0, 1]."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
 def train_step(state: state_lib.TrainState, loop_key: jax.Array,
                batch: dict[str, jax.Array], *, model: LeNet,
                tx: optax.GradientTransformation, mean: float, std: float
@@ -74,7 +84,7 @@ def train_step(state: state_lib.TrainState, loop_key: jax.Array,
   The dropout key is `fold_in(loop_key, step)`, so it depends only on the step.
   """
   key = jax.random.fold_in(loop_key, state.step)
-  x = (batch["image"].astype(jnp.float32) / 255.0 - mean) / std
+  x = (_unit(batch["image"]) - mean) / std
 
   def loss_fn(params):
     logits = model.apply(params, x, train=True, rngs={"dropout": key})
@@ -90,7 +100,7 @@ def train_step(state: state_lib.TrainState, loop_key: jax.Array,
 def eval_step(params: Any, batch: dict[str, jax.Array], *, model: LeNet,
               mean: float, std: float) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions over the real (mask=1) examples."""
-  x = (batch["image"].astype(jnp.float32) / 255.0 - mean) / std
+  x = (_unit(batch["image"]) - mean) / std
   logits = model.apply(params, x)
   mask = batch["mask"]
   correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -124,17 +134,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     Final metrics: test accuracy and loss, steps, wall time.
   """
   distributed.maybe_initialize_distributed()
+  spec = data.datasets.get_spec(config.dataset)
+  train = _subsample(*data.load(config.dataset, "train", config.data_dir),
+                     config.num_train_examples)
+  test = _subsample(*data.load(config.dataset, "test", config.data_dir),
+                    config.num_test_examples)
+  result, params, meta = fit(config, workdir, train, test, spec.num_classes,
+                             spec.image_shape)
+  if config.save_reference and jax.process_index() == 0:
+    path = reference.save(reference.default_path(config.dataset, config.data_dir),
+                          params, meta)
+    print(f"Reference classifier saved to {path}")
+  return result
+
+
+def fit(config: ml_collections.ConfigDict, workdir: str,
+        train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+        num_classes: int, image_shape: tuple[int, ...] = (28, 28, 1),
+        desc: str = "") -> tuple[dict[str, Any], Any, dict]:
+  """The training loop of `train_and_evaluate` on in-memory (images, labels).
+
+  Writes config.json, metrics, checkpoints (resumable), classifier.npz,
+  results.json and curves into `workdir`; returns (result, params, meta).
+  """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
-  spec = data.datasets.get_spec(config.dataset)
-  train_x, train_y = _subsample(*data.load(config.dataset, "train", config.data_dir),
-                                config.num_train_examples)
-  test_x, test_y = _subsample(*data.load(config.dataset, "test", config.data_dir),
-                              config.num_test_examples)
-  mean = float(train_x.mean() / 255.0)
-  std = float(train_x.std() / 255.0)
+  (train_x, train_y), (test_x, test_y) = train, test
+  scale = 255.0 if train_x.dtype == np.uint8 else 1.0
+  mean = float(train_x.mean(dtype=np.float64) / scale)
+  std = float(train_x.std(dtype=np.float64) / scale)
 
   mesh = distributed.data_mesh(config.num_devices)
   n_dev = mesh.devices.size
@@ -146,12 +176,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   per_epoch = data.steps_per_epoch(len(train_y), config.batch_size)
   total_steps = config.num_epochs * per_epoch
-  model = make_model(config, spec.num_classes)
+  model = make_model(config, num_classes)
   tx = make_optimizer(config, total_steps)
 
   streams = state_lib.split_streams(jax.random.key(config.seed),
                                     ("init", "loop"))
-  params = model.init(streams["init"], jnp.zeros((1,) + spec.image_shape))
+  params = model.init(streams["init"], jnp.zeros((1,) + tuple(image_shape)))
   state = jax.device_put(state_lib.create_train_state(params, tx), repl)
   loop_key = jax.device_put(streams["loop"], repl)
 
@@ -170,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                     in_shardings=(repl, sharded), out_shardings=repl)
 
   progress = metrics_lib.Progress(total_steps, start_step,
-                                  desc=f"classifier[{config.dataset}]",
+                                  desc=desc or f"classifier[{config.dataset}]",
                                   interval=config.progress_interval_s)
   batches = data.sharded_batches({"image": train_x, "label": train_y},
                                  config.batch_size, config.seed, sharded,
@@ -206,17 +236,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             "steps": int(step), "train_time_s_this_run": train_time,
             "num_devices": int(n_dev), "dataset": config.dataset}
   params = jax.device_get(state.params)
-  meta = reference.make_meta(config, spec.num_classes, mean, std, result)
+  meta = reference.make_meta(config, num_classes, mean, std, result)
   reference.save(os.path.join(workdir, "classifier.npz"), params, meta)
-  if config.save_reference and jax.process_index() == 0:
-    path = reference.save(reference.default_path(config.dataset, config.data_dir),
-                          params, meta)
-    print(f"Reference classifier saved to {path}")
   fileio.atomic_write_json(os.path.join(workdir, "results.json"), result)
   _plot_curves(workdir)
-  print(f"{config.dataset}: test accuracy {final['accuracy'] * 100:.2f}% "
+  print(f"{desc or config.dataset}: test accuracy {final['accuracy'] * 100:.2f}% "
         f"after {step} steps ({n_dev} device(s)).")
-  return result
+  return result, params, meta
 
 
 def _plot_curves(workdir: str) -> None:

@@ -66,3 +66,17 @@ def test_fid_grows_with_added_noise(quick_classifier, tmp_path):
                               classifier_path=quick_classifier, log=lambda _: None)
     fids.append(s["fid_lenet"])
   assert fids[0] < fids[1] < fids[2], fids
+
+
+def test_cnn_accuracy_on_real_subset_and_on_noise(tmp_path):
+  """The CNN protocol (a LeNet on the generated set, tested on the real test
+  set) scores real images far above label-noise images."""
+  from jaxtiny.eval import cnn
+  require_prepared("mnist")
+  images, labels = data.load("mnist", "train")
+  real = _as_set(images[:2000].astype(np.float32) / 255.0, labels[:2000], tmp_path, "r")
+  acc = cnn.cnn_accuracy(real, "mnist", str(tmp_path / "cnn_real"), epochs=2)
+  shuffled = _as_set(real.x[..., 0], np.random.default_rng(0).permutation(real.y),
+                     tmp_path, "s")
+  acc_shuffled = cnn.cnn_accuracy(shuffled, "mnist", str(tmp_path / "cnn_s"), epochs=2)
+  assert acc > 0.85 and acc_shuffled < 0.3, (acc, acc_shuffled)
