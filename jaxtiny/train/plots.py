@@ -13,7 +13,8 @@ import numpy as np
 from jaxtiny import fileio
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
+  """Writes a matplotlib figure as PNG atomically and closes it."""
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)
@@ -60,7 +61,7 @@ def save_image_grid(path: str, images: np.ndarray, ncols: Optional[int] = None,
     ax.set_yticks([])
   if title:
     ax.set_title(title)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def save_line_plot(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -81,4 +82,26 @@ def save_line_plot(path: str, series: Mapping[str, tuple[Sequence[float], Sequen
   if len(series) > 1:
     ax.legend()
   ax.grid(alpha=0.3)
-  _save(fig, path)
+  save_figure(fig, path)
+
+
+def save_xy_panels(path: str, panels: Mapping[str, Mapping[str, tuple[Sequence[float],
+                                                                    Sequence[float]]]],
+                   xlabel: str, logx: bool = False, title: Optional[str] = None) -> None:
+  """Side-by-side panels sharing the x axis: {ylabel: {series: (x, y)}}, each
+  series drawn as points joined in x order."""
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+  for ax, (ylabel, series) in zip(axes[0], panels.items()):
+    for name, (x, y) in series.items():
+      order = np.argsort(np.asarray(x, np.float64))
+      ax.plot(np.asarray(x)[order], np.asarray(y)[order], marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+      ax.set_xscale("log")
+    if len(series) > 1:
+      ax.legend()
+    ax.grid(alpha=0.3)
+  if title:
+    fig.suptitle(title)
+  save_figure(fig, path)

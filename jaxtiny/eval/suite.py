@@ -1,0 +1,180 @@
+"""The GS-WGAN paper's evaluation of a generated labelled dataset.
+
+`evaluate(gen, dataset, out_dir)` computes, in the paper's column order:
+IS (reference LeNet), FID (LeNet features), MLP accuracy, CNN accuracy, Avg
+accuracy (12 scikit-learn models) and Calibrated accuracy (Avg generated / Avg
+real), writes `eval.json` and `eval_row.md` into `out_dir`, and resumes: the
+CNN trains in `out_dir/eval_cnn` (checkpointed) and finished scikit-learn rows
+are kept in `out_dir/eval_partial.json`. The real-data Avg that calibrates the
+last column is computed once per dataset and protocol and cached under
+`<data dir>/eval/`.
+
+`fast=True` is the documented quick look: IS on 10,000 samples, FID on 5,000,
+the CNN for 5 epochs, six scikit-learn models (FAST_MODELS) on a 10,000-sample
+subsample; Avg and Calibrated are then over those six models, and every
+output says `fast`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from jaxtiny import data
+from jaxtiny import fileio
+from jaxtiny.eval import cnn
+from jaxtiny.eval import generated as generated_lib
+from jaxtiny.eval import scores
+from jaxtiny.eval import sklearn_suite
+
+FAST = {"is_samples": 10_000, "fid_samples": 5_000, "cnn_epochs": cnn.FAST_EPOCHS,
+        "sklearn_samples": 10_000}
+FULL = {"is_samples": scores.IS_SAMPLES, "fid_samples": scores.FID_SAMPLES,
+        "cnn_epochs": cnn.EPOCHS, "sklearn_samples": 0}
+COLUMNS = ("IS", "FID (LeNet features)", "MLP", "CNN", "Avg", "Calibrated",
+           "epsilon", "accountant", "run")
+INCEPTION_SKIPPED = ("skipped: ImageNet Inception-v3 weights are not available "
+                     "offline here; FID is reported on LeNet features only")
+
+
+def _sklearn_subset(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
+  if not n or n >= len(y):
+    return x, y
+  idx = np.random.default_rng(seed).permutation(len(y))[:n]
+  return x[idx], y[idx]
+
+
+def _load_json(path: str) -> dict:
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  return {}
+
+
+def sklearn_accuracies(x, y, dataset: str, *, fast: bool, partial_path: str,
+                       data_dir: Optional[str] = None,
+                       log: Callable[[str], None] = print) -> dict[str, float]:
+  """Accuracy of every suite model on the real test set; rows already in
+  `partial_path` are reused, new ones are added to it as they finish."""
+  protocol = FAST if fast else FULL
+  models = list(sklearn_suite.FAST_MODELS if fast else sklearn_suite.all_models())
+  done = _load_json(partial_path).get("per_model", {})
+  todo = [m for m in models if m not in done]
+  if todo:
+    x_tr, y_tr = _sklearn_subset(x, y, protocol["sklearn_samples"])
+    test_x, test_y = data.load(dataset, "test", data_dir)
+    log(f"scikit-learn suite: {len(todo)} model(s) on {len(y_tr)} samples"
+        + (f" ({len(models) - len(todo)} already done)" if done else ""))
+    accs = sklearn_suite.evaluate_models(x_tr, y_tr, test_x.astype(np.float32) / 255.0,
+                                         test_y, todo, log=log)
+    done.update(accs)
+    fileio.atomic_write_json(partial_path, {"per_model": done, "fast": fast})
+  return {m: done[m] for m in models}
+
+
+def real_average(dataset: str, *, fast: bool, data_dir: Optional[str] = None,
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+  """The suite on the real training set (the "Real" row), cached per protocol."""
+  cache_dir = os.path.join(data.data_dir(data_dir), "eval")
+  os.makedirs(cache_dir, exist_ok=True)
+  path = os.path.join(cache_dir, f"{dataset}_real_sklearn{'_fast' if fast else ''}.json")
+  x, y = data.load(dataset, "train", data_dir)
+  log(f"real-data reference for the Calibrated column ({path}) ...")
+  return sklearn_accuracies(x.astype(np.float32) / 255.0, y, dataset, fast=fast,
+                            partial_path=path, data_dir=data_dir, log=log)
+
+
+def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
+             fast: bool = False, data_dir: Optional[str] = None,
+             classifier_path: Optional[str] = None,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs the whole evaluation; returns (and writes) the eval.json record."""
+  protocol = FAST if fast else FULL
+  os.makedirs(out_dir, exist_ok=True)
+  # The full protocol needs its sample counts (a clear error otherwise); the
+  # quick look uses what there is, up to its own counts.
+  n_is, n_fid = protocol["is_samples"], protocol["fid_samples"]
+  if fast:
+    n_is, n_fid = min(n_is, len(gen.y)), min(n_fid, len(gen.y))
+  log(f"[1/4] IS and FID (LeNet features) on {len(gen.y)} samples from {gen.path}")
+  quality = scores.sample_quality(gen, dataset, data_dir, is_samples=n_is,
+                                  fid_samples=n_fid, classifier_path=classifier_path,
+                                  log=log)
+  log(f"[2/4] CNN accuracy ({protocol['cnn_epochs']} epochs)")
+  cnn_acc = cnn.cnn_accuracy(gen, dataset, os.path.join(out_dir, "eval_cnn"), data_dir,
+                             epochs=protocol["cnn_epochs"])
+  log("[3/4] scikit-learn suite on the generated data")
+  per_model = sklearn_accuracies(gen.x, gen.y, dataset, fast=fast,
+                                 partial_path=os.path.join(out_dir, "eval_partial.json"),
+                                 data_dir=data_dir, log=log)
+  log("[4/4] scikit-learn suite on real data (cached after the first run)")
+  real = real_average(dataset, fast=fast, data_dir=data_dir, log=log)
+  avg = float(np.mean(list(per_model.values())))
+  real_avg = float(np.mean(list(real.values())))
+  record = {
+      "dataset": dataset, "n_samples": int(len(gen.y)), "source": gen.path,
+      "is_mean": quality["is_mean"], "is_std": quality["is_std"],
+      "is_samples": quality["is_samples"],
+      "fid_lenet": quality["fid_lenet"], "fid_samples": quality["fid_samples"],
+      "fid_inception": None, "fid_inception_note": INCEPTION_SKIPPED,
+      "label_acc": quality["label_acc"],
+      "mlp_acc": per_model[sklearn_suite.MLP], "cnn_acc": cnn_acc, "avg_acc": avg,
+      "real_avg_acc": real_avg, "calibrated_acc": avg / real_avg,
+      "per_model": per_model, "real_per_model": real, "fast": fast,
+      "epsilon": gen.epsilon, "accountant": gen.accountant, "run": gen.run,
+  }
+  fileio.atomic_write_json(os.path.join(out_dir, "eval.json"), _jsonable(record))
+  row = markdown_row(record, name=os.path.basename(os.path.dirname(gen.path)) or gen.path)
+  fileio.atomic_write_bytes(os.path.join(out_dir, "eval_row.md"),
+                            (markdown_header() + row + "\n").encode())
+  log(markdown_header() + row)
+  if record["fid_inception"] is None:
+    log(f"FID with Inception-v3 features: {INCEPTION_SKIPPED}.")
+  return record
+
+
+def _jsonable(obj):
+  if isinstance(obj, float) and not np.isfinite(obj):
+    return str(obj)  # "inf" (non-private runs), as in the privacy ledger.
+  if isinstance(obj, dict):
+    return {k: _jsonable(v) for k, v in obj.items()}
+  return obj
+
+
+def markdown_header() -> str:
+  cols = ("run",) + COLUMNS[:-1]
+  return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+
+
+def _run_scale(run: dict) -> str:
+  keys = (("generator", ""), ("discriminators", "K="), ("steps", "T="),
+          ("noise_multiplier", "sigma="))
+  return ", ".join(f"{p}{run[k]}" for k, p in keys if k in run)
+
+
+def markdown_row(record: dict, name: str) -> str:
+  eps = record.get("epsilon")
+  eps_s = "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
+  scale = _run_scale(record.get("run") or {})
+  label = f"{name}{' (fast)' if record.get('fast') else ''}" + (f" [{scale}]" if scale else "")
+  return (f"| {label} | {record['is_mean']:.2f} ± {record['is_std']:.2f} | "
+          f"{record['fid_lenet']:.2f} | {record['mlp_acc']:.2f} | {record['cnn_acc']:.2f} | "
+          f"{record['avg_acc']:.2f} | {100 * record['calibrated_acc']:.0f}% | {eps_s} | "
+          f"{record.get('accountant') or '-'} |")
+
+
+def collect(paths: list[str]) -> list[tuple[str, dict]]:
+  """(name, eval.json record) for every path (a run dir, or a folder of runs)."""
+  found = []
+  for p in paths:
+    candidates = [p] if os.path.exists(os.path.join(p, "eval.json")) else sorted(
+        os.path.join(p, d) for d in (os.listdir(p) if os.path.isdir(p) else []))
+    for c in candidates:
+      f = os.path.join(c, "eval.json")
+      if os.path.exists(f):
+        with open(f) as fh:
+          found.append((os.path.basename(os.path.normpath(c)), json.load(fh)))
+  return found

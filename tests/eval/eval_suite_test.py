@@ -1,0 +1,102 @@
+"""Table and curve writers, the CLI's errors, and (slow) a --fast evaluation."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import require_prepared, run_python
+from jaxtiny import data
+from jaxtiny.eval import suite
+
+
+def _record(eps, cnn, is_mean, fast=False):
+  return {"dataset": "mnist", "n_samples": 60000, "is_mean": is_mean, "is_std": 0.1,
+          "fid_lenet": 12.5, "mlp_acc": 0.8, "cnn_acc": cnn, "avg_acc": 0.6,
+          "calibrated_acc": 0.6 / 0.88, "per_model": {}, "fast": fast, "epsilon": eps,
+          "accountant": "paper", "run": {"generator": "dcgan", "discriminators": 10,
+                                         "steps": 2000, "noise_multiplier": 0.5}}
+
+
+def test_markdown_row_matches_the_paper_columns():
+  row = suite.markdown_row(_record(9.99, 0.8, 9.23), name="run1")
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells == ["run1 [dcgan, K=10, T=2000, sigma=0.5]", "9.23 ± 0.10", "12.50",
+                   "0.80", "0.80", "0.60", "68%", "9.99", "paper"]
+  header = suite.markdown_header().splitlines()[0]
+  assert [c.strip() for c in header.strip("|").split("|")] == [
+      "run", "IS", "FID (LeNet features)", "MLP", "CNN", "Avg", "Calibrated", "epsilon",
+      "accountant"]
+  assert "(fast)" in suite.markdown_row(_record("inf", 0.9, 9.0, fast=True), "r")
+
+
+def test_table_and_curve_from_run_folders(tmp_path):
+  for i, (eps, cnn, is_mean) in enumerate([(1.0, 0.4, 5.0), (10.0, 0.8, 9.2),
+                                           ("inf", 0.99, 9.8)]):
+    run = tmp_path / "sweep" / f"run{i}"
+    run.mkdir(parents=True)
+    (run / "eval.json").write_text(json.dumps(_record(eps, cnn, is_mean)))
+  (tmp_path / "sweep" / "not_a_run").mkdir()
+  out = run_python(["-m", "experiments.evaluate", "--table", str(tmp_path / "sweep")])
+  lines = [l for l in out.stdout.splitlines() if l.startswith("| run")]
+  assert len(lines) == 4 and "| run0 " in out.stdout and "| inf |" in out.stdout
+  png = tmp_path / "curve.png"
+  out = run_python(["-m", "experiments.evaluate", f"--curve={png}", str(tmp_path / "sweep")])
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 runs" in out.stdout
+
+
+def test_cli_reports_bad_input_clearly(tmp_path):
+  np.savez(tmp_path / "bad.npz", images=np.zeros((3, 28, 28)))
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'bad.npz'}",
+                    "--dataset=mnist"], check=False)
+  assert out.returncode != 0 and "not 'x' and 'y'" in out.stderr
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path}", "--dataset=mnist"],
+                   check=False)
+  assert out.returncode != 0 and "has no gen_data.npz" in out.stderr
+  out = run_python(["-m", "experiments.evaluate", "--table", str(tmp_path)], check=False)
+  assert out.returncode != 0 and "no eval.json" in out.stderr
+
+
+def test_missing_classifier_names_the_training_command(tmp_path):
+  require_prepared("mnist")
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  os.symlink(os.path.join(data.data_dir(), "mnist"), data_dir / "mnist")
+  np.savez(tmp_path / "gen.npz", x=np.zeros((20, 28, 28), np.float32), y=np.arange(20) % 10)
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'gen.npz'}",
+                    "--dataset=mnist", "--fast"], env={"JAXTINY_DATA": str(data_dir)},
+                   check=False)
+  assert out.returncode != 0
+  assert "python -m experiments.classifier --config=experiments/configs/classifier.py:mnist" \
+      in out.stderr
+
+
+@pytest.mark.slow
+def test_fast_evaluation_end_to_end(tmp_path):
+  """--fast on 2,000 real test images posing as generated data, with a quick
+  classifier standing in for the reference one."""
+  require_prepared("mnist")
+  from experiments.configs import classifier as classifier_config
+  from jaxtiny.classifier import train
+  data_dir = tmp_path / "data"
+  (data_dir / "classifiers").mkdir(parents=True)
+  os.symlink(os.path.join(data.data_dir(), "mnist"), data_dir / "mnist")
+  config = classifier_config.get_config("smoke")
+  with config.unlocked():
+    config.num_train_examples, config.num_epochs = 6000, 2
+  train.train_and_evaluate(config, str(tmp_path / "clf"))
+  shutil.copy(tmp_path / "clf" / "classifier.npz", data_dir / "classifiers" / "mnist.npz")
+  x, y = data.load("mnist", "test")
+  run = tmp_path / "run"
+  run.mkdir()
+  np.savez(run / "gen_data.npz", x=x[:2000].astype(np.float32) / 255.0, y=y[:2000])
+  (run / "privacy.json").write_text(json.dumps({"accountant": "strict", "epsilon": 5.0}))
+  run_python(["-m", "experiments.evaluate", f"--gen={run}", "--dataset=mnist", "--fast"],
+             env={"JAXTINY_DATA": str(data_dir)}, timeout=1800)
+  record = json.loads((run / "eval.json").read_text())
+  assert record["fast"] and record["epsilon"] == 5.0 and record["fid_inception"] is None
+  assert len(record["per_model"]) == 6 and record["cnn_acc"] > 0.8
+  assert record["is_mean"] > 5 and 0.7 < record["calibrated_acc"] < 1.2
+  assert (run / "eval_row.md").read_text().count("|") > 10
