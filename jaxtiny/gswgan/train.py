@@ -72,6 +72,23 @@ def _settings(config) -> accounting.DpSettings:
       accountant=config.dp.accountant)
 
 
+def resolve_noise(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """With dp.calibrate, a copy of `config` whose dp.noise_multiplier is the
+  smallest sigma meeting dp.target_epsilon after num_steps steps (so the
+  whole run fits the budget); otherwise `config` itself."""
+  if not config.dp.calibrate:
+    return config
+  if not config.dp.target_epsilon or config.dp.target_epsilon <= 0:
+    raise accounting.PrivacyBudgetError(
+        "dp.calibrate=True needs dp.target_epsilon > 0 (the epsilon to calibrate to).")
+  sigma = accounting.calibrate_noise(
+      config.dp.target_epsilon, config.dp.delta, config.num_discriminators,
+      config.batch_size, config.num_steps, config.dp.accountant)
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.dp.noise_multiplier = sigma
+  return resolved.lock()
+
+
 def planned_steps(config) -> int:
   """Generator steps to run: num_steps, or fewer if the target epsilon binds.
 
@@ -230,6 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   distributed.maybe_initialize_distributed()
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  config = resolve_noise(config)
   total_steps = planned_steps(config)  # Fails before any work if the budget is impossible.
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())

@@ -154,3 +154,22 @@ def test_cli_refuses_impossible_budget_with_clear_error(tmp_path):
                     check=False)
   assert proc.returncode != 0
   assert "dp.target_epsilon=0.001 cannot be met" in proc.stderr
+
+
+def test_calibrated_noise_meets_the_target_for_the_whole_run():
+  config = _config()
+  with config.unlocked():
+    config.dp.target_epsilon = 50.0
+    config.dp.calibrate = True
+    config.num_steps = 200
+  resolved = train.resolve_noise(config)
+  sigma = resolved.dp.noise_multiplier
+  eps = accounting.compute_epsilon(config.dp.accountant, sigma, config.num_discriminators,
+                                   config.batch_size, 200, config.dp.delta)
+  assert eps <= 50.0 and eps > 0.99 * 50.0  # Smallest sigma: the budget is used up.
+  assert train.planned_steps(resolved) == 200  # The whole run fits the budget.
+  assert config.dp.noise_multiplier != sigma  # The input config is not modified.
+  with config.unlocked():
+    config.dp.target_epsilon = 0.0
+  with pytest.raises(accounting.PrivacyBudgetError, match="needs dp.target_epsilon > 0"):
+    train.resolve_noise(config)
