@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAXTINY_DATA ?= $(HOME)/.cache/jaxtiny
 PYTEST_ARGS ?=
 
-.PHONY: setup install sources data run test test-slow bench clean
+.PHONY: setup install sources data run test test-slow bench bench-gswgan clean
 
 setup: install data
 
@@ -49,6 +49,11 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m bench.classifier_step
+
+# GS-WGAN iteration vs a PyTorch baseline; torch is a benchmark-only install.
+bench-gswgan: setup
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m bench.gswgan_step
 
 clean:
 	rm -rf $(VENV) build *.egg-info
