@@ -84,8 +84,9 @@ def test_fast_evaluation_end_to_end(tmp_path):
   (data_dir / "classifiers").mkdir(parents=True)
   os.symlink(os.path.join(data.data_dir(), "mnist"), data_dir / "mnist")
   config = classifier_config.get_config("smoke")
-  with config.unlocked():
-    config.num_train_examples, config.num_epochs = 6000, 2
+  with config.unlocked():  # ~95 % test accuracy, confident enough for a real IS.
+    config.num_train_examples, config.num_epochs, config.batch_size = 12000, 3, 64
+    config.model.conv_features, config.model.hidden = (8, 16), 64
   train.train_and_evaluate(config, str(tmp_path / "clf"))
   shutil.copy(tmp_path / "clf" / "classifier.npz", data_dir / "classifiers" / "mnist.npz")
   x, y = data.load("mnist", "test")
@@ -98,5 +99,6 @@ def test_fast_evaluation_end_to_end(tmp_path):
   record = json.loads((run / "eval.json").read_text())
   assert record["fast"] and record["epsilon"] == 5.0 and record["fid_inception"] is None
   assert len(record["per_model"]) == 6 and record["cnn_acc"] > 0.8
-  assert record["is_mean"] > 5 and 0.7 < record["calibrated_acc"] < 1.2
+  # IS over 10 splits of 200 samples (fast mode on 2,000 samples).
+  assert record["is_mean"] > 6 and 0.7 < record["calibrated_acc"] < 1.2
   assert (run / "eval_row.md").read_text().count("|") > 10
