@@ -53,12 +53,14 @@ def _file_hash(path: str) -> str:
 
 
 def reference_statistics(dataset: str, data_dir: Optional[str] = None,
-                         classifier_path: Optional[str] = None
+                         classifier_path: Optional[str] = None,
+                         clf: Optional[reference.ReferenceClassifier] = None
                          ) -> tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of the reference classifier's features on the real training
-  set, cached at <data dir>/classifiers/<dataset>.fid_stats.npz."""
+  set, cached at <data dir>/classifiers/<dataset>.fid_stats.npz. `clf`, when
+  given, is that classifier already loaded."""
   clf_path = classifier_path or reference.default_path(dataset, data_dir)
-  clf = reference.load(dataset, data_dir, path=classifier_path)
+  clf = clf or reference.load(dataset, data_dir, path=classifier_path)
   digest = _file_hash(clf_path)
   cache = os.path.splitext(clf_path)[0] + ".fid_stats.npz"
   if os.path.exists(cache):
@@ -88,7 +90,7 @@ def sample_quality(gen: generated_lib.GeneratedSet, dataset: str,
   logits, feats = classifier_outputs(clf, gen.x[order])
   is_mean, is_std = metrics.inception_score(logits[:is_samples], IS_SPLITS)
   log("reference feature statistics of the real training set ...")
-  mu_r, sigma_r = reference_statistics(dataset, data_dir, classifier_path)
+  mu_r, sigma_r = reference_statistics(dataset, data_dir, classifier_path, clf)
   fid = metrics.frechet_distance(*metrics.feature_statistics(feats[:fid_samples]),
                                  mu_r, sigma_r)
   label_acc = float(np.mean(np.argmax(logits, -1) == gen.y[order]))
