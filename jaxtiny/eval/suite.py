@@ -11,8 +11,9 @@ last column is computed once per dataset and protocol and cached under
 
 `fast=True` is the documented quick look: IS on 10,000 samples, FID on 5,000,
 the CNN for 5 epochs, six scikit-learn models (FAST_MODELS) on a 10,000-sample
-subsample; Avg and Calibrated are then over those six models, and every
-output says `fast`.
+subsample, and (with a weights file) Inception-v3 FID on 2,000 samples against
+2,000 real images; Avg and Calibrated are then over those six models, and
+every output says `fast`.
 """
 
 from __future__ import annotations
@@ -27,17 +28,22 @@ from jaxtiny import data
 from jaxtiny import fileio
 from jaxtiny.eval import cnn
 from jaxtiny.eval import generated as generated_lib
+from jaxtiny.eval import inception
 from jaxtiny.eval import scores
 from jaxtiny.eval import sklearn_suite
 
 FAST = {"is_samples": 10_000, "fid_samples": 5_000, "cnn_epochs": cnn.FAST_EPOCHS,
-        "sklearn_samples": 10_000}
+        "sklearn_samples": 10_000, "inception_samples": 2_000,
+        "inception_reference_samples": 2_000}
 FULL = {"is_samples": scores.IS_SAMPLES, "fid_samples": scores.FID_SAMPLES,
-        "cnn_epochs": cnn.EPOCHS, "sklearn_samples": 0}
-COLUMNS = ("IS", "FID (LeNet features)", "MLP", "CNN", "Avg", "Calibrated",
-           "epsilon", "accountant", "run")
-INCEPTION_SKIPPED = ("skipped: ImageNet Inception-v3 weights are not available "
-                     "offline here; FID is reported on LeNet features only")
+        "cnn_epochs": cnn.EPOCHS, "sklearn_samples": 0,
+        "inception_samples": scores.FID_SAMPLES, "inception_reference_samples": 0}
+COLUMNS = ("IS", "FID (LeNet features)", "FID (Inception-v3)", "MLP", "CNN", "Avg",
+           "Calibrated", "epsilon", "accountant", "run")
+INCEPTION_SKIPPED = ("skipped: no Inception-v3 weights file was given (the ImageNet "
+                     "weights cannot be downloaded here; pass --inception_weights=<"
+                     "pt_inception-2015-12-05-6726825d.pth> to compute it); FID is "
+                     "reported on LeNet features only")
 
 
 def _sklearn_subset(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
@@ -87,12 +93,28 @@ def real_average(dataset: str, *, fast: bool, data_dir: Optional[str] = None,
                             partial_path=path, data_dir=data_dir, log=log)
 
 
+REAL_GENERATOR = "real data"
+
+
+def is_real_training_set(gen: generated_lib.GeneratedSet) -> bool:
+  """True for the set `experiments.evaluate --gen=real` builds (the Real row)."""
+  return (gen.run or {}).get("generator") == REAL_GENERATOR
+
+
 def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
              fast: bool = False, data_dir: Optional[str] = None,
              classifier_path: Optional[str] = None,
+             inception_weights: Optional[str] = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs the whole evaluation; returns (and writes) the eval.json record."""
+  """Runs the whole evaluation; returns (and writes) the eval.json record.
+
+  `inception_weights`, when given, is the FID Inception-v3 weights file and
+  adds the standard FID (`fid_inception`); without it that entry is null and
+  `fid_inception_note` says it was skipped.
+  """
   protocol = FAST if fast else FULL
+  if inception_weights:  # Fail now, not after an hour of other metrics.
+    inception.load(inception_weights)
   os.makedirs(out_dir, exist_ok=True)
   # The full protocol needs its sample counts (a clear error otherwise); the
   # quick look uses what there is, up to its own counts.
@@ -103,15 +125,36 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   quality = scores.sample_quality(gen, dataset, data_dir, is_samples=n_is,
                                   fid_samples=n_fid, classifier_path=classifier_path,
                                   log=log)
+  if inception_weights:
+    n_inc = protocol["inception_samples"]
+    if fast:
+      n_inc = min(n_inc, len(gen.y))
+    log(f"[1/4] FID (Inception-v3 features, weights {inception_weights})")
+    standard = scores.inception_fid(
+        gen, dataset, inception_weights, out_dir, data_dir, fid_samples=n_inc,
+        reference_samples=protocol["inception_reference_samples"], log=log)
+    inception_note = (f"Inception-v3 pool3 features: {standard['fid_inception_samples']} "
+                      f"samples vs {standard['fid_inception_reference_samples']} real "
+                      f"training images; weights sha256 "
+                      f"{standard['inception_weights_sha256']}")
+  else:
+    standard = {"fid_inception": None}
+    inception_note = INCEPTION_SKIPPED
   log(f"[2/4] CNN accuracy ({protocol['cnn_epochs']} epochs)")
   cnn_acc = cnn.cnn_accuracy(gen, dataset, os.path.join(out_dir, "eval_cnn"), data_dir,
                              epochs=protocol["cnn_epochs"])
-  log("[3/4] scikit-learn suite on the generated data")
-  per_model = sklearn_accuracies(gen.x, gen.y, dataset, fast=fast,
-                                 partial_path=os.path.join(out_dir, "eval_partial.json"),
-                                 data_dir=data_dir, log=log)
-  log("[4/4] scikit-learn suite on real data (cached after the first run)")
+  log("[3/4] scikit-learn suite on real data (cached after the first run)")
   real = real_average(dataset, fast=fast, data_dir=data_dir, log=log)
+  if is_real_training_set(gen):
+    # The Real row: the "generated" set is the training split itself, so the
+    # suite on it is exactly the cached real-data run.
+    log("[4/4] the scored set is the real training split: reusing the real-data suite")
+    per_model = dict(real)
+  else:
+    log("[4/4] scikit-learn suite on the generated data")
+    per_model = sklearn_accuracies(gen.x, gen.y, dataset, fast=fast,
+                                   partial_path=os.path.join(out_dir, "eval_partial.json"),
+                                   data_dir=data_dir, log=log)
   avg = float(np.mean(list(per_model.values())))
   real_avg = float(np.mean(list(real.values())))
   record = {
@@ -119,7 +162,7 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
       "is_mean": quality["is_mean"], "is_std": quality["is_std"],
       "is_samples": quality["is_samples"],
       "fid_lenet": quality["fid_lenet"], "fid_samples": quality["fid_samples"],
-      "fid_inception": None, "fid_inception_note": INCEPTION_SKIPPED,
+      **standard, "fid_inception_note": inception_note,
       "label_acc": quality["label_acc"],
       "mlp_acc": per_model[sklearn_suite.MLP], "cnn_acc": cnn_acc, "avg_acc": avg,
       "real_avg_acc": real_avg, "calibrated_acc": avg / real_avg,
@@ -133,6 +176,8 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   log(markdown_header() + row)
   if record["fid_inception"] is None:
     log(f"FID with Inception-v3 features: {INCEPTION_SKIPPED}.")
+  else:
+    log(f"FID with Inception-v3 features: {record['fid_inception']:.2f} ({inception_note}).")
   return record
 
 
@@ -160,8 +205,11 @@ def markdown_row(record: dict, name: str) -> str:
   eps_s = "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
   scale = _run_scale(record.get("run") or {})
   label = f"{name}{' (fast)' if record.get('fast') else ''}" + (f" [{scale}]" if scale else "")
+  fid_inc = record.get("fid_inception")
+  fid_inc_s = "skipped" if fid_inc is None else f"{float(fid_inc):.2f}"
   return (f"| {label} | {record['is_mean']:.2f} ± {record['is_std']:.2f} | "
-          f"{record['fid_lenet']:.2f} | {record['mlp_acc']:.2f} | {record['cnn_acc']:.2f} | "
+          f"{record['fid_lenet']:.2f} | {fid_inc_s} | {record['mlp_acc']:.2f} | "
+          f"{record['cnn_acc']:.2f} | "
           f"{record['avg_acc']:.2f} | {100 * record['calibrated_acc']:.0f}% | {eps_s} | "
           f"{record.get('accountant') or '-'} |")
 

@@ -24,12 +24,14 @@ def test_markdown_row_matches_the_paper_columns():
   row = suite.markdown_row(_record(9.99, 0.8, 9.23), name="run1")
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells == ["run1 [dcgan, K=10, T=2000, sigma=0.5]", "9.23 ± 0.10", "12.50",
-                   "0.80", "0.80", "0.60", "68%", "9.99", "paper"]
+                   "skipped", "0.80", "0.80", "0.60", "68%", "9.99", "paper"]
   header = suite.markdown_header().splitlines()[0]
   assert [c.strip() for c in header.strip("|").split("|")] == [
-      "run", "IS", "FID (LeNet features)", "MLP", "CNN", "Avg", "Calibrated", "epsilon",
+      "run", "IS", "FID (LeNet features)", "FID (Inception-v3)", "MLP", "CNN", "Avg", "Calibrated", "epsilon",
       "accountant"]
   assert "(fast)" in suite.markdown_row(_record("inf", 0.9, 9.0, fast=True), "r")
+  with_inception = dict(_record(9.99, 0.8, 9.23), fid_inception=60.756)
+  assert "| 12.50 | 60.76 | 0.80 |" in suite.markdown_row(with_inception, "r")
 
 
 def test_table_and_curve_from_run_folders(tmp_path):
@@ -57,6 +59,16 @@ def test_cli_reports_bad_input_clearly(tmp_path):
   assert out.returncode != 0 and "has no gen_data.npz" in out.stderr
   out = run_python(["-m", "experiments.evaluate", "--table", str(tmp_path)], check=False)
   assert out.returncode != 0 and "no eval.json" in out.stderr
+  np.savez(tmp_path / "ok.npz", x=np.zeros((20, 28, 28), np.float32), y=np.arange(20) % 10)
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'ok.npz'}",
+                    "--dataset=mnist", f"--inception_weights={tmp_path / 'nope.pth'}"],
+                   check=False)
+  assert out.returncode != 0 and "nope.pth does not exist" in out.stderr
+  np.savez(tmp_path / "wrong.npz", a=np.zeros(3))
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'ok.npz'}",
+                    "--dataset=mnist", f"--inception_weights={tmp_path / 'wrong.npz'}"],
+                   check=False)
+  assert out.returncode != 0 and "not the FID Inception-v3 weights" in out.stderr
 
 
 def test_missing_classifier_names_the_training_command(tmp_path):
