@@ -1,0 +1,19 @@
+"""Self-training under domain shift: linear theory toys (Colored MNIST and
+CelebA to follow).
+
+  python -m experiments.selftrain --config=experiments/configs/selftrain.py:toy \
+      --workdir=runs/selftrain_toy [--config.seeds=10]
+"""
+
+from experiments import _main
+from jaxtiny.selftrain import toy_experiment
+
+
+def train_and_evaluate(config, workdir):
+  if config.kind != "toy":
+    raise ValueError(f"config kind {config.kind!r} is not implemented")
+  return toy_experiment.run(config, workdir)
+
+
+if __name__ == "__main__":
+  _main.run(train_and_evaluate)
