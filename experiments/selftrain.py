@@ -1,18 +1,21 @@
-"""Self-training under domain shift: linear theory toys (Colored MNIST and
-CelebA to follow).
+"""Self-training under domain shift: linear theory toys and Colored MNIST
+(CelebA to follow).
 
   python -m experiments.selftrain --config=experiments/configs/selftrain.py:toy \
       --workdir=runs/selftrain_toy [--config.seeds=10]
 """
 
 from experiments import _main
+from jaxtiny.selftrain import cmnist
 from jaxtiny.selftrain import toy_experiment
 
 
 def train_and_evaluate(config, workdir):
-  if config.kind != "toy":
-    raise ValueError(f"config kind {config.kind!r} is not implemented")
-  return toy_experiment.run(config, workdir)
+  if config.kind == "toy":
+    return toy_experiment.run(config, workdir)
+  if config.kind == "cmnist":
+    return cmnist.run(config, workdir)
+  raise ValueError(f"config kind {config.kind!r} is not implemented")
 
 
 if __name__ == "__main__":

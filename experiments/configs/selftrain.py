@@ -15,7 +15,18 @@ Variants (the part after ':'):
   toy_isolated    failure case (b): 20 % of each class in a tight cluster at
                   x1 = 0; with the exp(-|t|) loss ||w2|| stops shrinking
                   at a positive value and the cluster stays misclassified.
+  cmnist10_p95    Colored MNIST, 10 classes, source colour in the class band
+                  with probability 0.95; the paper's recipe (MLP 1568-128-64,
+                  SGD lr 0.03 momentum 0.9 wd 0.002, 30 epochs of batch 64;
+                  then 300 full-batch steps of entropy minimisation, and
+                  pseudo-labelling in 3, 6 and 30 rounds) plus a colour-blind
+                  oracle. Paper: 82% -> 91% (one fortunate seed; the authors'
+                  script averages 81.95% -> 83.89% over six seeds here).
+  cmnist10_p97    the same at p = 0.97 (paper: 72% -> 67%, self-training hurts).
+  cmnist2         binary (digit < 5), Gaussian colours (paper: 94% -> 96%).
   smoke           the toy with a few hundred steps (tests).
+Append ',smoke' to a Colored MNIST variant for a seconds-long run on 2,000
+examples per split (tests), e.g. 'cmnist10_p95,smoke'.
 --config.seeds=N sets the number of vmapped seeds (default 5).
 
 Run:
@@ -29,13 +40,42 @@ predict), traces.npz and toy.png.
 import ml_collections
 
 TOY_VARIANTS = ("toy", "toy_bad_source", "toy_isolated", "smoke")
+CMNIST_VARIANTS = {"cmnist10_p95": (10, 0.95), "cmnist10_p97": (10, 0.97),
+                   "cmnist2": (2, 0.95)}
+
+
+def _cmnist(variant: str, smoke: bool) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.variant = variant + (",smoke" if smoke else "")
+  c.kind = "cmnist"
+  c.data_dir = ""
+  c.seed = 0
+  c.seeds = 5
+  c.num_classes, c.p = CMNIST_VARIANTS[variant]
+  c.model = ml_collections.ConfigDict({"hidden": (128, 64)})
+  c.optim = ml_collections.ConfigDict(
+      {"learning_rate": 0.03, "momentum": 0.9, "weight_decay": 0.002})
+  c.source_epochs = 30
+  c.batch_size = 64
+  c.self_train_steps = 300
+  c.pl_rounds = (3, 6, 30)
+  c.max_examples = 0        # >0: truncate every split (smoke runs).
+  if smoke:
+    c.seeds = 2
+    c.max_examples = 2000
+    c.source_epochs = 2
+    c.self_train_steps = 30
+  return c.lock()
 
 
 def get_config(arg: str = "toy") -> ml_collections.ConfigDict:
-  variant = arg or "toy"
+  parts = (arg or "toy").split(",")
+  variant = parts[0]
+  if variant in CMNIST_VARIANTS:
+    return _cmnist(variant, smoke="smoke" in parts[1:])
   if variant not in TOY_VARIANTS:
     raise ValueError(f"unknown selftrain variant {variant!r}; implemented: "
-                     f"{', '.join(TOY_VARIANTS)} (Colored MNIST and CelebA are not "
+                     f"{', '.join(TOY_VARIANTS + tuple(CMNIST_VARIANTS))} (CelebA is not "
                      "implemented yet)")
   c = ml_collections.ConfigDict()
   c.variant = variant

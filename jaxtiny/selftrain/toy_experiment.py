@@ -51,6 +51,15 @@ def _trend(start: float, end: float, tol: float = 0.02) -> str:
   return "grows" if end > start * (1 + tol) else "flat"
 
 
+NEUTRAL_BAND = 0.02  # |diagnostic| below this: within estimation noise.
+
+
+def _predicted(diagnostic: float) -> str:
+  if abs(diagnostic) < NEUTRAL_BAND:
+    return "neutral"
+  return "shrinks" if diagnostic > 0 else "grows"
+
+
 def summarize(out: dict[str, np.ndarray]) -> dict[str, Any]:
   """Seed statistics of one method's traces."""
   w2 = out["w2_norm"]
@@ -66,8 +75,8 @@ def summarize(out: dict[str, np.ndarray]) -> dict[str, Any]:
       "diagnostic_start": d0, "diagnostic_end": float(out["diagnostic"][:, -1].mean()),
       "sphere_diagnostic_start": r0,
       "sphere_diagnostic_end": float(out["sphere_diagnostic"][:, -1].mean()),
-      "predicted_trend_euclidean": "shrinks" if d0 > 0 else "grows",
-      "predicted_trend_sphere": "shrinks" if r0 > 0 else "grows",
+      "predicted_trend_euclidean": _predicted(d0),
+      "predicted_trend_sphere": _predicted(r0),
   }
 
 
