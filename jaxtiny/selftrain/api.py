@@ -13,6 +13,9 @@ returns new parameters and a per-step trace and never reads globals, so
 * `pseudo_label`: rounds of hard pseudo-labels from a teacher (the model at
   the start of each round) with confidence selection by probability, margin
   or per-class top fraction, then `steps_per_round` steps on them.
+* `teacher_student`: minibatch mean-teacher / FixMatch-style training: an
+  EMA teacher labels a weak view, a (fresh or continued) student learns the
+  confident labels on a strong view, optionally with the source loss.
 """
 
 from __future__ import annotations
@@ -199,3 +202,63 @@ def pseudo_label(apply_fn: ApplyFn, params, tx: optax.GradientTransformation, ta
   (params, _, _), trace = jax.lax.scan(
       one_round, (params, tx.init(params), jnp.full((n,), -1)), None, length=rounds)
   return params, trace
+
+
+def teacher_student(apply_fn: ApplyFn, student, teacher, tx: optax.GradientTransformation,
+                    target_x, key, *, steps: int, batch_size: int, ema_decay: float = 0.99,
+                    threshold_kind: str = "prob", threshold: float = 0.95,
+                    weak_aug: Optional[Callable] = None, strong_aug: Optional[Callable] = None,
+                    source=None, source_weight: float = 0.0):
+  """Mean-teacher / FixMatch-style self-training on minibatches.
+
+  Each step draws `batch_size` target inputs; the teacher labels a weakly
+  augmented view (hard argmax, kept by `confident`), the student is trained
+  with cross-entropy on a strongly augmented view of the same inputs (the
+  consistency between two views), plus source_weight * source cross-entropy
+  on a source minibatch when `source` = (x, y). After every step the teacher
+  becomes an exponential moving average of the student:
+  teacher <- ema_decay * teacher + (1 - ema_decay) * student (ema_decay = 0:
+  the teacher is the current student; 1: a frozen teacher).
+
+  Args:
+    student: initial student parameters (a fresh initialisation, or the
+      teacher's for a continued student).
+    teacher: initial teacher parameters (e.g. the source model).
+    weak_aug, strong_aug: `aug(key, x) -> x` on a minibatch pytree (identity
+      when None).
+
+  Returns:
+    (student, teacher, trace) with per-step "loss" and "kept" [steps].
+  """
+  n = num_examples(target_x)
+  ident = lambda k, x: x  # noqa: E731
+  weak_aug, strong_aug = weak_aug or ident, strong_aug or ident
+
+  def loss_fn(p, xs, labels, mask, src):
+    loss = cross_entropy(apply_fn(p, xs), labels, mask)
+    if src is not None:
+      loss = loss + source_weight * cross_entropy(apply_fn(p, src[0]), src[1])
+    return loss
+
+  grad = jax.value_and_grad(loss_fn)
+
+  def step(carry, k):
+    s, t, opt = carry
+    k_idx, k_w, k_s, k_src = jax.random.split(k, 4)
+    xb = take(target_x, jax.random.randint(k_idx, (batch_size,), 0, n))
+    logits_t = apply_fn(t, weak_aug(k_w, xb))
+    labels = jnp.argmax(logits_t, -1)
+    mask = confident(logits_t, threshold_kind, threshold)
+    src = None
+    if source is not None and source_weight:
+      idx = jax.random.randint(k_src, (batch_size,), 0, num_examples(source[0]))
+      src = (take(source[0], idx), source[1][idx])
+    loss, g = grad(s, strong_aug(k_s, xb), labels, mask, src)
+    updates, opt = tx.update(g, opt, s)
+    s = optax.apply_updates(s, updates)
+    t = jax.tree.map(lambda a, b: ema_decay * a + (1.0 - ema_decay) * b, t, s)
+    return (s, t, opt), {"loss": loss, "kept": jnp.mean(mask)}
+
+  (student, teacher, _), trace = jax.lax.scan(
+      step, (student, teacher, tx.init(student)), jax.random.split(key, steps))
+  return student, teacher, trace

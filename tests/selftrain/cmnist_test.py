@@ -123,3 +123,31 @@ def test_cmnist_smoke_end_to_end(tmp_path):
                              "target_acc_max"}
   assert res["seeds"] == 2 and "method" in res["best"]
   assert res["oracle"]["target_acc_mean"] > 0.5  # Colour-blind: learns digits.
+
+
+def test_teacher_student_ema_and_views():
+  model, params, x, y = _tiny_problem()
+  other = model.init(jax.random.key(9), jnp.zeros((1, 6)))
+  tx = optax.sgd(0.1)
+  seen = []
+
+  def strong(k, xb):
+    seen.append(xb.shape)
+    return xb + 0.1 * jax.random.normal(k, xb.shape)
+
+  # Frozen teacher (decay 1): unchanged; the strong view was used.
+  s, t, tr = api.teacher_student(model.apply, other, params, tx, x, jax.random.key(0),
+                                 steps=3, batch_size=32, ema_decay=1.0, threshold=0.0,
+                                 strong_aug=strong)
+  jax.tree.map(np.testing.assert_array_equal, t, params)
+  assert seen and seen[0] == (32, 6) and tr["kept"].shape == (3,)
+  # One step with decay d: teacher = d * teacher0 + (1 - d) * student1.
+  s1, t1, _ = api.teacher_student(model.apply, other, params, tx, x, jax.random.key(0),
+                                  steps=1, batch_size=32, ema_decay=0.75, threshold=0.0)
+  jax.tree.map(lambda a, b, c: np.testing.assert_allclose(a, 0.75 * b + 0.25 * c, rtol=1e-5, atol=1e-7),
+               t1, params, s1)
+  # Decay 0: the teacher is the student.
+  s0, t0, _ = api.teacher_student(model.apply, other, params, tx, x, jax.random.key(1),
+                                  steps=4, batch_size=16, ema_decay=0.0, threshold=0.5,
+                                  source=(x, y), source_weight=1.0)
+  jax.tree.map(np.testing.assert_allclose, s0, t0)
