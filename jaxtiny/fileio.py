@@ -1,7 +1,8 @@
-"""Small file helpers shared by every package: atomic writes."""
+"""Small file helpers shared by every package: atomic writes, file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -45,3 +46,12 @@ def atomic_write_npz(path: str, compressed: bool = False, **arrays: Any) -> None
   buf = io.BytesIO()
   (np.savez_compressed if compressed else np.savez)(buf, **arrays)
   atomic_write_bytes(path, buf.getvalue())
+
+
+def sha256_file(path: str) -> str:
+  """Hex sha256 of a file, read in 1 MiB blocks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()

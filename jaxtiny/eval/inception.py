@@ -21,7 +21,6 @@ forward pass is convs, pools and concatenations only.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from typing import Callable, NamedTuple, Optional
 
@@ -29,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtiny import fileio
 from jaxtiny.eval import torch_weights
 
 FEATURE_DIM = 2048
@@ -155,11 +155,7 @@ def load(path: str) -> tuple[Params, str]:
     raise FileNotFoundError(
         f"Inception-v3 weights file {path} does not exist; pass the FID weights "
         "(pytorch-fid's pt_inception-2015-12-05-6726825d.pth) or leave the option empty")
-  sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      sha.update(chunk)
-  return prepare(torch_weights.load_state_dict(path)), sha.hexdigest()
+  return prepare(torch_weights.load_state_dict(path)), fileio.sha256_file(path)
 
 
 def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:

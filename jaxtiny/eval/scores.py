@@ -10,7 +10,6 @@ computed only from a weights file the user supplies (`inception_fid`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Callable, Optional
 
@@ -47,14 +46,6 @@ def classifier_outputs(clf: reference.ReferenceClassifier, images: np.ndarray,
   return np.concatenate(logits), np.concatenate(feats)
 
 
-def _file_hash(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def reference_statistics(dataset: str, data_dir: Optional[str] = None,
                          classifier_path: Optional[str] = None,
                          clf: Optional[reference.ReferenceClassifier] = None
@@ -64,7 +55,7 @@ def reference_statistics(dataset: str, data_dir: Optional[str] = None,
   given, is that classifier already loaded."""
   clf_path = classifier_path or reference.default_path(dataset, data_dir)
   clf = clf or reference.load(dataset, data_dir, path=classifier_path)
-  digest = _file_hash(clf_path)
+  digest = fileio.sha256_file(clf_path)
   cache = os.path.splitext(clf_path)[0] + ".fid_stats.npz"
   if os.path.exists(cache):
     with np.load(cache) as f:
@@ -165,6 +156,7 @@ def inception_reference_statistics(dataset: str, params, weights_sha256: str,
 def inception_fid(gen: generated_lib.GeneratedSet, dataset: str, weights_path: str,
                   work_dir: str, data_dir: Optional[str] = None, *,
                   fid_samples: int = FID_SAMPLES, reference_samples: int = 0,
+                  loaded: Optional[tuple] = None,
                   log: Callable[[str], None] = print) -> dict:
   """The standard FID (Inception-v3 pool3 features) of a generated set.
 
@@ -176,13 +168,15 @@ def inception_fid(gen: generated_lib.GeneratedSet, dataset: str, weights_path: s
     work_dir: where partial generated features are kept while running.
     reference_samples: real training images for the reference statistics
       (0: the whole training set, the standard choice).
+    loaded: `inception.load(weights_path)`'s result when the caller already
+      has it (the file is then not read again).
 
   Returns:
     {"fid_inception", "fid_inception_samples",
      "fid_inception_reference_samples", "inception_weights_sha256"}.
   """
   generated_lib.require_samples(gen, fid_samples, "FID (Inception-v3)")
-  params, sha = inception.load(weights_path)
+  params, sha = loaded or inception.load(weights_path)
   mu_r, sigma_r, n_ref = inception_reference_statistics(dataset, params, sha, data_dir,
                                                  reference_samples, log)
   order = np.random.default_rng(0).permutation(len(gen.y))[:fid_samples]

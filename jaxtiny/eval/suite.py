@@ -113,8 +113,8 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   `fid_inception_note` says it was skipped.
   """
   protocol = FAST if fast else FULL
-  if inception_weights:  # Fail now, not after an hour of other metrics.
-    inception.load(inception_weights)
+  # Read (and validate) the weights now, not after an hour of other metrics.
+  loaded = inception.load(inception_weights) if inception_weights else None
   os.makedirs(out_dir, exist_ok=True)
   # The full protocol needs its sample counts (a clear error otherwise); the
   # quick look uses what there is, up to its own counts.
@@ -132,7 +132,7 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
     log(f"[1/4] FID (Inception-v3 features, weights {inception_weights})")
     standard = scores.inception_fid(
         gen, dataset, inception_weights, out_dir, data_dir, fid_samples=n_inc,
-        reference_samples=protocol["inception_reference_samples"], log=log)
+        reference_samples=protocol["inception_reference_samples"], loaded=loaded, log=log)
     inception_note = (f"Inception-v3 pool3 features: {standard['fid_inception_samples']} "
                       f"samples vs {standard['fid_inception_reference_samples']} real "
                       f"training images; weights sha256 "
