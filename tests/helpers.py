@@ -31,3 +31,18 @@ def run_python(args, env=None, timeout=600, check=True):
     raise AssertionError(f"command failed ({proc.returncode}): {args}\n"
                          f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
   return proc
+
+
+def shared_mcunet_dir() -> str:
+  """`../shared/data/mcunet` (the published MCUNet configs); fails in CI if absent."""
+  candidates = [os.environ.get("JAXTINY_SHARED", ""),
+                os.path.join(os.path.dirname(ROOT), "shared"), "/work/shared"]
+  for base in candidates:
+    path = os.path.join(base, "data", "mcunet") if base else ""
+    if path and os.path.isfile(os.path.join(path, "mcunet-5fps_imagenet.json")):
+      return path
+  message = ("the published MCUNet configs (../shared/data/mcunet) are missing; "
+             "set JAXTINY_SHARED to the folder that holds data/mcunet.")
+  if os.environ.get("CI"):
+    pytest.fail(message)
+  pytest.skip(message)
