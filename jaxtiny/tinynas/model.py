@@ -12,6 +12,7 @@ for normalisation). Conv filters are HWIO; depthwise filters [k, k, 1, C].
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -42,15 +43,16 @@ def bn_init(c: int) -> tuple[Params, Params]:
 
 
 def batch_norm(x: jax.Array, p: Params, s: Params, train: bool,
-               update_mask: jax.Array | None = None
+               update_mask: jax.Array | None = None,
+               momentum: float | jax.Array = BN_MOMENTUM
                ) -> tuple[jax.Array, Params]:
   """Batch norm over N, H, W. In training, running stats move towards the
-  batch's (only where `update_mask` is true, when given)."""
+  batch's by `momentum` (only where `update_mask` is true, when given)."""
   if train:
     mean = x.mean(axis=(0, 1, 2))
     var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
-    new_mean = (1 - BN_MOMENTUM) * s["mean"] + BN_MOMENTUM * mean
-    new_var = (1 - BN_MOMENTUM) * s["var"] + BN_MOMENTUM * var
+    new_mean = (1 - momentum) * s["mean"] + momentum * mean
+    new_var = (1 - momentum) * s["var"] + momentum * var
     if update_mask is not None:
       new_mean = jnp.where(update_mask, new_mean, s["mean"])
       new_var = jnp.where(update_mask, new_var, s["var"])
@@ -118,10 +120,12 @@ def relu6(x: jax.Array) -> jax.Array:
 
 
 def apply(arch: arch_lib.Arch, params: Params, state: Params, x: jax.Array,
-          train: bool) -> tuple[jax.Array, Params]:
+          train: bool, bn_momentum: float | jax.Array = BN_MOMENTUM
+          ) -> tuple[jax.Array, Params]:
   """Logits [N, classes] and the new state (unchanged unless `train`)."""
   new: Params = {}
-  h, new["stem"] = batch_norm(conv(x, params["stem"]["w"], arch.stem_stride),
+  bn = functools.partial(batch_norm, momentum=bn_momentum)
+  h, new["stem"] = bn(conv(x, params["stem"]["w"], arch.stem_stride),
                               params["stem"]["bn"], state["stem"], train)
   h = relu6(h)
   new_blocks = []
@@ -129,20 +133,20 @@ def apply(arch: arch_lib.Arch, params: Params, state: Params, x: jax.Array,
     ns = {}
     inp = h
     if b.has_expand:
-      h, ns["expand"] = batch_norm(conv(h, p["expand"]["w"]),
+      h, ns["expand"] = bn(conv(h, p["expand"]["w"]),
                                    p["expand"]["bn"], s["expand"], train)
       h = relu6(h)
-    h, ns["dw"] = batch_norm(depthwise(h, p["dw"]["w"], b.stride),
+    h, ns["dw"] = bn(depthwise(h, p["dw"]["w"], b.stride),
                              p["dw"]["bn"], s["dw"], train)
     h = relu6(h)
-    h, ns["project"] = batch_norm(conv(h, p["project"]["w"]),
+    h, ns["project"] = bn(conv(h, p["project"]["w"]),
                                   p["project"]["bn"], s["project"], train)
     if b.shortcut:
       h = h + inp
     new_blocks.append(ns)
   new["blocks"] = new_blocks
   if arch.mix_channels is not None:
-    h, new["mix"] = batch_norm(conv(h, params["mix"]["w"]), params["mix"]["bn"],
+    h, new["mix"] = bn(conv(h, params["mix"]["w"]), params["mix"]["bn"],
                                state["mix"], train)
     h = relu6(h)
   h = h.mean(axis=(1, 2))

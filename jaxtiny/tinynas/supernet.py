@@ -1,8 +1,9 @@
 """Weight-shared elastic supernet of a `SearchSpace` (once-for-all style).
 
-Every block slot of the space holds the largest weights: a 7x7 depthwise
-kernel, `cin * max(expand)` middle channels, and two per-layer kernel
-transformation matrices (25x25 for 7 -> 5, 9x9 for 5 -> 3, identity at init).
+Every block slot of the space holds the largest weights: a depthwise kernel
+of the largest size (7x7 in the paper's space), `cin * max(expand)` middle
+channels, and one per-layer kernel transformation matrix per smaller size
+(25x25 for 7 -> 5, 9x9 for 5 -> 3, identity at init).
 
   elastic kernel   5x5 = T75 applied to the centre 5x5 of the 7x7 kernel;
                    3x3 = T53 applied to the centre 3x3 of that 5x5
@@ -13,7 +14,7 @@ transformation matrices (25x25 for 7 -> 5, 9x9 for 5 -> 3, identity at init).
                    resolution)
 
 A subnet is passed to the jitted functions as arrays (`encode`), never as a
-static argument: the 5x5 and 3x3 kernels are zero-padded to 7x7 (the same
+static argument: smaller kernels are zero-padded to the largest (the same
 convolution), unused middle channels are masked to zero, and skipped blocks
 select their input. Sampling a new subnet therefore never recompiles; only a
 new input resolution does. `extract` turns a subnet into a standalone
@@ -22,6 +23,7 @@ new input resolution does. `extract` turns a subnet into a standalone
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -33,7 +35,10 @@ from jaxtiny.tinynas import model
 from jaxtiny.tinynas import space as space_lib
 
 Params = dict[str, Any]
-KMAX = 7
+
+
+def transform_name(big: int, small: int) -> str:
+  return f"t{big}{small}"
 
 
 def slot_channels(space: space_lib.SearchSpace) -> list[tuple[int, int, int]]:
@@ -55,6 +60,10 @@ def init(space: space_lib.SearchSpace, key: jax.Array
   """Supernet parameters and BN state at the largest size."""
   w = space.widths
   emax = max(space.expands)
+  ks = sorted(space.kernels, reverse=True)
+  if any(k % 2 == 0 for k in ks):
+    raise ValueError(f"kernel sizes must be odd, got {space.kernels}.")
+  kmax = ks[0]
   keys = iter(jax.random.split(key, 64 + 3 * len(slot_channels(space))))
   params: Params = {"stem": {"w": model.he_normal(next(keys),
                                                   (3, 3, space.in_channels, w[0]),
@@ -72,9 +81,11 @@ def init(space: space_lib.SearchSpace, key: jax.Array
   for cin, cout, _ in slot_channels(space):
     mid = cin * emax
     p = {"expand": {"w": model.he_normal(next(keys), (1, 1, cin, mid), mid)},
-         "dw": {"w": model.he_normal(next(keys), (KMAX, KMAX, 1, mid), 49)},
-         "t75": jnp.eye(25), "t53": jnp.eye(9),
+         "dw": {"w": model.he_normal(next(keys), (kmax, kmax, 1, mid),
+                                     kmax * kmax)},
          "project": {"w": model.he_normal(next(keys), (1, 1, mid, cout), cout)}}
+    for big, small in zip(ks[:-1], ks[1:]):
+      p[transform_name(big, small)] = jnp.eye(small * small)
     s = {}
     p["expand"]["bn"], s["expand"] = model.bn_init(mid)
     p["dw"]["bn"], s["dw"] = model.bn_init(mid)
@@ -88,19 +99,25 @@ def init(space: space_lib.SearchSpace, key: jax.Array
   return params, state
 
 
-def elastic_kernels(p: Params) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The 3x3, 5x5 and 7x7 depthwise kernels [k, k, 1, C] of one slot."""
-  w7 = p["dw"]["w"]
-  c = w7.shape[-1]
-  centre5 = w7[1:6, 1:6].reshape(25, c)
-  k5 = (p["t75"] @ centre5).reshape(5, 5, 1, c)
-  centre3 = k5[1:4, 1:4].reshape(9, c)
-  k3 = (p["t53"] @ centre3).reshape(3, 3, 1, c)
-  return k3, k5, w7
+def elastic_kernels(space: space_lib.SearchSpace, p: Params
+                    ) -> list[jax.Array]:
+  """The depthwise kernels [k, k, 1, C] of one slot, one per size in
+  `space.kernels` (ascending): each smaller kernel is the next larger one's
+  centre crop passed through the per-layer transformation matrix."""
+  ks = sorted(space.kernels, reverse=True)
+  kernel = p["dw"]["w"]
+  c = kernel.shape[-1]
+  out = [kernel]
+  for big, small in zip(ks[:-1], ks[1:]):
+    o = (big - small) // 2
+    centre = kernel[o:o + small, o:o + small].reshape(small * small, c)
+    kernel = (p[transform_name(big, small)] @ centre).reshape(small, small, 1, c)
+    out.append(kernel)
+  return out[::-1]
 
 
 def _index_of_kernel(space: space_lib.SearchSpace, k: int) -> int:
-  return {3: 0, 5: 1, 7: 2}[k]
+  return sorted(space.kernels).index(k)
 
 
 def encode(space: space_lib.SearchSpace, choice: space_lib.SubnetChoice
@@ -121,19 +138,21 @@ def encode(space: space_lib.SearchSpace, choice: space_lib.SubnetChoice
 
 
 def apply(space: space_lib.SearchSpace, params: Params, state: Params,
-          x: jax.Array, enc: dict[str, jax.Array], train: bool
+          x: jax.Array, enc: dict[str, jax.Array], train: bool,
+          bn_momentum: float | jax.Array = model.BN_MOMENTUM
           ) -> tuple[jax.Array, Params]:
   """Logits of the encoded subnet on `x` (already at the subnet's resolution)."""
   new: Params = {}
-  h, new["stem"] = model.batch_norm(model.conv(x, params["stem"]["w"], 2),
+  bn = functools.partial(model.batch_norm, momentum=bn_momentum)
+  h, new["stem"] = bn(model.conv(x, params["stem"]["w"], 2),
                                     params["stem"]["bn"], state["stem"], train)
   h = model.relu6(h)
   fp, fs = params["first"], state["first"]
   nfs = {}
-  h, nfs["dw"] = model.batch_norm(model.depthwise(h, fp["dw"]["w"]),
+  h, nfs["dw"] = bn(model.depthwise(h, fp["dw"]["w"]),
                                   fp["dw"]["bn"], fs["dw"], train)
   h = model.relu6(h)
-  h, nfs["project"] = model.batch_norm(model.conv(h, fp["project"]["w"]),
+  h, nfs["project"] = bn(model.conv(h, fp["project"]["w"]),
                                        fp["project"]["bn"], fs["project"], train)
   new["first"] = nfs
   dmin = min(space.depths)
@@ -147,14 +166,14 @@ def apply(space: space_lib.SearchSpace, params: Params, state: Params,
     upd = jnp.logical_and(mask, active)
     ns = {}
     inp = h
-    y, ns["expand"] = model.batch_norm(model.conv(h, p["expand"]["w"]),
+    y, ns["expand"] = bn(model.conv(h, p["expand"]["w"]),
                                        p["expand"]["bn"], s["expand"], train, upd)
     y = model.relu6(y) * mask
-    kernel = jnp.stack(_padded(elastic_kernels(p)))[enc["kernel"][i]]
-    y, ns["dw"] = model.batch_norm(model.depthwise(y, kernel, stride),
+    kernel = jnp.stack(_padded(elastic_kernels(space, p)))[enc["kernel"][i]]
+    y, ns["dw"] = bn(model.depthwise(y, kernel, stride),
                                    p["dw"]["bn"], s["dw"], train, upd)
     y = model.relu6(y) * mask
-    y, ns["project"] = model.batch_norm(
+    y, ns["project"] = bn(
         model.conv(y, p["project"]["w"]), p["project"]["bn"], s["project"],
         train, jnp.broadcast_to(active, (cout,)))
     if stride == 1 and cin == cout:
@@ -170,10 +189,11 @@ def apply(space: space_lib.SearchSpace, params: Params, state: Params,
   return logits, new
 
 
-def _padded(ks: tuple[jax.Array, jax.Array, jax.Array]) -> list[jax.Array]:
+def _padded(ks: list[jax.Array]) -> list[jax.Array]:
   out = []
+  kmax = ks[-1].shape[0]
   for k in ks:
-    pad = (KMAX - k.shape[0]) // 2
+    pad = (kmax - k.shape[0]) // 2
     out.append(jnp.pad(k, ((pad, pad), (pad, pad), (0, 0), (0, 0))))
   return out
 
@@ -194,7 +214,7 @@ def extract(space: space_lib.SearchSpace, params: Params, state: Params,
   for i, blk in zip(slots, arch.blocks[1:]):
     p, s = params["slots"][i], state["slots"][i]
     mid, k = blk.mid_channels, blk.kernel_size
-    kernel = elastic_kernels(p)[_index_of_kernel(space, k)]
+    kernel = elastic_kernels(space, p)[_index_of_kernel(space, k)]
     cut = lambda t: jax.tree_util.tree_map(lambda a: a[..., :mid], t)
     bp.append({"expand": {"w": p["expand"]["w"][..., :mid],
                           "bn": cut(p["expand"]["bn"])},

@@ -48,12 +48,12 @@ def test_depthwise_matches_xla_and_its_gradient(k, stride, size):
 def test_elastic_kernel_is_plain_crop_with_identity_transforms():
   params, _ = supernet.init(SPACE, jax.random.key(0))
   slot = params["slots"][2]
-  k3, k5, k7 = supernet.elastic_kernels(slot)
+  k3, k5, k7 = supernet.elastic_kernels(SPACE, slot)
   np.testing.assert_array_equal(k5, k7[1:6, 1:6])
   np.testing.assert_array_equal(k3, k7[2:5, 2:5])
   # And a learned transform changes them.
   slot = dict(slot, t53=slot["t53"] * 2.0)
-  np.testing.assert_allclose(supernet.elastic_kernels(slot)[0],
+  np.testing.assert_allclose(supernet.elastic_kernels(SPACE, slot)[0],
                              2 * k7[2:5, 2:5], rtol=1e-6)
 
 
