@@ -58,13 +58,13 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.premise = ml_collections.ConfigDict()
   c.premise.num_spaces = 4
   c.premise.subnets_per_space = 2
-  c.premise.steps = 300
+  c.premise.steps = 200
   c.premise.train_size = 20000
 
   # Training recipe (every network).
   c.recipe = ml_collections.ConfigDict()
-  c.recipe.batch_size = 128
-  c.recipe.learning_rate = 0.1
+  c.recipe.batch_size = 64
+  c.recipe.learning_rate = 0.05
   c.recipe.warmup_steps = 50
   c.recipe.weight_decay = 4e-5
   c.recipe.label_smoothing = 0.1
@@ -84,7 +84,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.search.mutation_ratio = 0.5
   c.search.mutate_prob = 0.1
   c.search.generations = 4
-  c.search.calib_size = 1000              # BN recalibration images.
+  c.search.calib_size = 500               # BN recalibration images.
   c.search.val_size = 1000                # Scoring images (from the val split).
 
   # Final models: the searched net and the scaled MobileNetV2, from scratch
@@ -107,6 +107,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.premise.subnets_per_space = 4
     c.premise.steps = 3000
     c.premise.train_size = 55000
+    c.recipe.batch_size = 128
+    c.recipe.learning_rate = 0.1
     c.supernet.phases = (("full", 20000), ("kernel", 10000), ("depth", 10000),
                          ("expand", 20000))
     c.supernet.train_size = 55000

@@ -133,47 +133,63 @@ class _Placement:
 
 # ----------------------------------------------------------- standalone
 
+@functools.lru_cache(maxsize=None)
+def _optimizer(weight_decay: float) -> optax.GradientTransformation:
+  # Cached so that jitted steps taking it as a static argument stay cached.
+  return make_optimizer(Recipe(weight_decay=weight_decay))
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "weight_decay",
+                                             "smoothing"),
+                   donate_argnums=(0, 1, 2))
+def _arch_step(params, state, opt_state, images, labels, lr, *, arch,
+               weight_decay, smoothing):
+  def loss_fn(p):
+    logits, new_state = model.apply(arch, p, state,
+                                    preprocess(images, arch.resolution), True)
+    return _loss(logits, labels, smoothing), (new_state, logits)
+  (loss, (new_state, logits)), g = jax.value_and_grad(
+      loss_fn, has_aux=True)(params)
+  updates, opt_state = _optimizer(weight_decay).update(g, opt_state, params)
+  acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return apply_lr(params, updates, lr), new_state, opt_state, {
+      "loss": loss, "acc": acc}
+
+
 def train_arch(arch: arch_lib.Arch, x: np.ndarray, y: np.ndarray, steps: int,
                recipe: Recipe, seed: int,
                params: Params | None = None, state: Params | None = None,
                on_step: Callable[[int, dict], None] | None = None
                ) -> tuple[Params, Params]:
-  """Trains a standalone network (from scratch, or from `params`/`state`)."""
+  """Trains a standalone network (from scratch, or from `params`/`state`).
+  The compiled step is shared by every call with the same architecture."""
   if params is None:
     params, state = model.init(arch, jax.random.key(seed))
-  opt = make_optimizer(recipe)
+  opt = _optimizer(recipe.weight_decay)
   lr_at = lr_schedule(recipe, steps)
   place = _Placement(recipe.num_devices, recipe.batch_size)
   params, state = place.state((params, state))
   opt_state = place.state(opt.init(params))
-  r = arch.resolution
-
-  @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
-  def step(params, state, opt_state, images, labels, lr):
-    def loss_fn(p):
-      logits, new_state = model.apply(arch, p, state, preprocess(images, r),
-                                      True)
-      return _loss(logits, labels, recipe.label_smoothing), (new_state, logits)
-    (loss, (new_state, logits)), g = jax.value_and_grad(
-        loss_fn, has_aux=True)(params)
-    updates, opt_state = opt.update(g, opt_state, params)
-    acc = jnp.mean(jnp.argmax(logits, -1) == labels)
-    return apply_lr(params, updates, lr), new_state, opt_state, {
-        "loss": loss, "acc": acc}
-
   batches = Batches(x, y, recipe.batch_size, np.random.default_rng(seed))
   for i in range(steps):
-    params, state, opt_state, m = step(params, state, opt_state,
-                                       *place.batch(*next(batches)),
-                                       jnp.float32(lr_at(i)))
+    params, state, opt_state, m = _arch_step(
+        params, state, opt_state, *place.batch(*next(batches)),
+        jnp.float32(lr_at(i)), arch=arch, weight_decay=recipe.weight_decay,
+        smoothing=recipe.label_smoothing)
     if on_step is not None:
       on_step(i + 1, m)
   return params, state
 
 
+@functools.partial(jax.jit, static_argnames=("arch",))
+def _arch_logits(params, state, images, *, arch):
+  return model.apply(arch, params, state, preprocess(images, arch.resolution),
+                     False)[0]
+
+
 def predict_fn(arch: arch_lib.Arch) -> Callable:
-  return jax.jit(lambda p, s, images: model.apply(
-      arch, p, s, preprocess(images, arch.resolution), False)[0])
+  """logits(params, state, uint8 images) of `arch` (compiled once per arch)."""
+  return functools.partial(_arch_logits, arch=arch)
 
 
 def accuracy(logits_fn: Callable[[np.ndarray], jax.Array], x: np.ndarray,
@@ -232,7 +248,7 @@ class SupernetTrainer:
 
   def __post_init__(self):
     self._place = _Placement(self.recipe.num_devices, self.recipe.batch_size)
-    self._opt = make_optimizer(self.recipe)
+    self._opt = _optimizer(self.recipe.weight_decay)
     self.params, self.state = self._place.state((self.params, self.state))
     self._step = jax.jit(self._step_impl, static_argnames=("resolution",
                                                            "use_kd"),
