@@ -7,10 +7,10 @@ Variants (the part after ':'):
       Paper epsilon ("paper" accountant): 9.99.
   cpu   DCGAN generator, K=10 discriminators (6,000 examples each) warm-started
       for 30 iterations, 2,000 private steps at sigma=0.5 (half the paper's
-      noise), EMA cap 0.995. Measured: 73 minutes end to end on 2 CPU cores
-      while sharing the machine (about 63 alone), epsilon 2.48e5 (strict) /
-      4.7e4 (paper) at delta=1e-5 -- vacuous: K=10 gives almost no
-      amplification by subsampling. Result: recognisable class-conditional
+      noise), EMA cap 0.995. Measured: 26 minutes end to end on 2 CPU cores
+      while sharing the machine with tests (earlier code: 73 minutes),
+      epsilon 2.48e5 (strict) / 4.7e4 (paper) at delta=1e-5 -- vacuous:
+      K=10 gives almost no amplification by subsampling. Result: recognisable class-conditional
       digits (docs/gswgan_cpu_samples.png; scores in BUILD_NOTES.md).
   smoke a few steps with 4 tiny shards (tests).
 Append ',fashion_mnist' to cpu/smoke to switch dataset, e.g. 'cpu,fashion_mnist'.
