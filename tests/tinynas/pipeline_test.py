@@ -63,3 +63,42 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
   again = pipeline.run(config, workdir)
   assert again == out
   assert os.path.getmtime(weights) == stamp
+
+
+_TWO_DEVICE_SCRIPT = r"""
+import json
+import jax
+import numpy as np
+assert jax.device_count() == 2, jax.devices()
+from jaxtiny.tinynas import space as space_lib
+from jaxtiny.tinynas import train as train_lib
+sp = space_lib.SearchSpace(0.2, 24, kernels=(3, 5), expands=(2, 3),
+                           depths=(1, 2))
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+y = rng.integers(0, 10, 64).astype(np.int32)
+out = {}
+for n in (1, 2):
+  t = train_lib.SupernetTrainer.create(
+      sp, train_lib.Recipe(batch_size=16, learning_rate=0.005, warmup_steps=1,
+                           num_devices=n), 0)
+  losses = []
+  t.train_phase("expand", x, y, 4, np.random.default_rng(1),
+                on_step=lambda i, m: losses.append(float(m["loss"])))
+  shards = len(t.params["classifier"]["w"].sharding.device_set)
+  out[n] = {"loss": losses, "devices": shards}
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_supernet_training_on_two_devices_matches_one(tmp_path):
+  proc = helpers.run_python(
+      ["-c", _TWO_DEVICE_SCRIPT],
+      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][0]
+  out = json.loads(line[len("RESULT"):])
+  assert out["1"]["devices"] == 1 and out["2"]["devices"] == 2
+  # Same global batch statistics and gradients, only the reduction order
+  # differs (a small learning rate keeps the difference from growing).
+  np.testing.assert_allclose(out["2"]["loss"], out["1"]["loss"], rtol=1e-4,
+                             atol=1e-5)
