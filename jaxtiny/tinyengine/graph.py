@@ -171,7 +171,8 @@ def quantize(ops: Sequence[FloatOp], qparams: dict[str, quant.QParams],
       w_q, s_w = quant.quantize_weights(op.w, 0 if op.kind != DEPTHWISE else -1)
       bias = quant.quantize_bias(op.b, qin.scale, s_w)
       m0, shift = quant.quantize_multipliers(qin.scale * s_w / qout.scale)
-      args = {"w": w_q, "bias": bias, "m0": m0, "shift": shift,
+      args = {"w": np.ascontiguousarray(w_q), "bias": bias, "m0": m0,
+              "shift": shift,
               "zp_in": qin.zero_point, "zp_out": qout.zero_point,
               "act_min": act[0], "act_max": act[1]}
       if op.kind != FC:

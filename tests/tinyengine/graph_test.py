@@ -1,5 +1,7 @@
 """Float network -> int8 graph -> integer interpreter."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +78,20 @@ def test_bad_input_is_rejected_before_running(net):
     graph.calibrate(ops, x[:8], method="kl")
   with pytest.raises(quant.QuantError):
     quant.quantize_multiplier(float("nan"))
+
+
+@pytest.mark.parametrize("variant", ["plain", "optimised", "inplace"])
+def test_c_kernels_run_the_whole_graph_bit_exactly(net, variant):
+  from jaxtiny.tinyengine import ckernels
+  if not ckernels.available() and not os.environ.get("CI"):
+    pytest.skip("C kernels not built; run `make ckernels`")
+  arch, params, state, x = net
+  ops = graph.fold(arch, params, state)
+  g = graph.quantize(ops, graph.calibrate(ops, x[:128]), (32, 32, 1))
+  xq = graph.quantize_input(g, x[128:160])
+  want = graph.run(g, xq, keep=True)
+  got = graph.run(g, xq, kernels=ckernels.graph_kernels(variant), keep=True)
+  assert set(got) == set(want)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert (got["logits"].argmax(1) == want["logits"].argmax(1)).all()

@@ -1,0 +1,75 @@
+/* General int8 convolution (any kernel size, stride and padding) by im2col
+ * over tiles of output pixels; the tile length follows from the scratch the
+ * caller provides, so the buffer can stay small. */
+#include "tk_internal.h"
+
+int32_t tk_convolve_s8(const tk_conv_params *p, const tk_requant *q,
+                       const tk_dims *in, const int8_t *input,
+                       const tk_dims *filter, const int8_t *filter_data,
+                       const int32_t *bias, const tk_dims *out, int8_t *output,
+                       int16_t *scratch, int32_t scratch_bytes) {
+  int32_t kh, kw, cin, cout, col_len, tile, b, pix, npix;
+  if (p == 0 || input == 0 || filter_data == 0 || bias == 0 || output == 0 ||
+      scratch == 0 || !tk__dims_ok(in) || !tk__dims_ok(filter) ||
+      !tk__dims_ok(out))
+    return TK_ERR_ARG;
+  cout = filter->n;
+  kh = filter->h;
+  kw = filter->w;
+  cin = filter->c;
+  if (cin != in->c || cout != out->c || !tk__window_ok(p, in, kh, kw, out) ||
+      !tk__requant_ok(q, cout))
+    return TK_ERR_ARG;
+  col_len = kh * kw * cin;
+  tile = scratch_bytes / (int32_t)(sizeof(int16_t) * col_len);
+  if (tile < 1) return TK_ERR_SCRATCH;
+  npix = out->h * out->w;
+  for (b = 0; b < in->n; ++b) {
+    const int8_t *x = input + (int64_t)b * in->h * in->w * cin;
+    int8_t *y = output + (int64_t)b * npix * cout;
+    for (pix = 0; pix < npix; pix += tile) {
+      const int32_t count = npix - pix < tile ? npix - pix : tile;
+      int32_t t, o;
+      /* Fill `count` columns of (x - zp), zero where the window is padding. */
+      for (t = 0; t < count; ++t) {
+        const int32_t oy = (pix + t) / out->w, ox = (pix + t) % out->w;
+        int16_t *col = scratch + (int64_t)t * col_len;
+        int32_t i, j, c;
+        for (i = 0; i < kh; ++i) {
+          const int32_t iy = oy * p->stride - p->pad_top + i;
+          for (j = 0; j < kw; ++j) {
+            const int32_t ix = ox * p->stride - p->pad_left + j;
+            int16_t *dst = col + (i * kw + j) * cin;
+            if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+              for (c = 0; c < cin; ++c) dst[c] = 0;
+            } else {
+              const int8_t *src = x + ((int64_t)iy * in->w + ix) * cin;
+              for (c = 0; c < cin; ++c)
+                dst[c] = (int16_t)(src[c] - p->input_zp);
+            }
+          }
+        }
+      }
+      for (t = 0; t < count; ++t) {
+        const int16_t *col = scratch + (int64_t)t * col_len;
+        int8_t *dst = y + (int64_t)(pix + t) * cout;
+        for (o = 0; o < cout; ++o) {
+          const int8_t *w = filter_data + (int64_t)o * col_len;
+          int32_t acc = bias[o], k;
+          for (k = 0; k < col_len; ++k) acc += (int32_t)col[k] * w[k];
+          acc = tk_requantize(acc, q->multiplier[o], q->shift[o]) + p->output_zp;
+          dst[o] = tk_clamp_s8(acc, p->act_min, p->act_max);
+        }
+      }
+    }
+  }
+  return TK_OK;
+}
+
+/* Scratch bytes for a tile of `tile` output pixels (at least 1). */
+int32_t tk_convolve_s8_get_buffer_size(const tk_dims *filter, int32_t tile) {
+  if (filter == 0 || filter->h < 1 || filter->w < 1 || filter->c < 1)
+    return 0;
+  if (tile < 1) tile = 1;
+  return (int32_t)sizeof(int16_t) * tile * filter->h * filter->w * filter->c;
+}
