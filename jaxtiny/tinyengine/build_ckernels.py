@@ -16,7 +16,10 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(HERE, "csrc")
 SOURCES = sorted(glob.glob(os.path.join(CSRC, "*", "tk_*.c")))
-CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra"]
+# The module runs on the machine that builds it (host-side testing), so it is
+# tuned for that CPU; set JAXTINY_TK_ARCH="" for a portable build.
+ARCH_FLAGS = os.environ.get("JAXTINY_TK_ARCH", "-march=native").split()
+CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", *ARCH_FLAGS]
 
 CDEF = """
 typedef struct { int32_t n, h, w, c; } tk_dims;
@@ -41,6 +44,12 @@ int32_t tk_convolve_s8(const tk_conv_params *p, const tk_requant *q,
                        const tk_dims *filter, const int8_t *filter_data,
                        const int32_t *bias, const tk_dims *out, int8_t *output,
                        int16_t *scratch, int32_t scratch_bytes);
+int32_t tk_convolve_4ch_s8(const tk_conv_params *p, const tk_requant *q,
+                           const tk_dims *in, const int8_t *input,
+                           const tk_dims *filter, const int8_t *filter_data,
+                           const int32_t *bias, const tk_dims *out,
+                           int8_t *output, int16_t *scratch,
+                           int32_t scratch_bytes);
 int32_t tk_convolve_1x1_s8(const tk_conv_params *p, const tk_requant *q,
                            const tk_dims *in, const int8_t *input,
                            const tk_dims *filter, const int8_t *filter_data,

@@ -136,8 +136,8 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, zp_in: int,
          pad: Pad, act_min: int = -128, act_max: int = 127,
          variant: str = "plain", tile: int = 4) -> np.ndarray:
   """Convolution (OHWI filters). A 1x1, stride-1, unpadded conv runs the
-  pointwise kernel (`variant` "plain" or "4ch"); anything else the im2col
-  kernel with a scratch buffer of `tile` output pixels."""
+  pointwise kernel, anything else the im2col kernel with a scratch buffer of
+  `tile` output pixels; `variant` "plain" or "4ch" (optimised)."""
   lib, ffi = _lib()
   x = _arr("x", x, np.int8, 4)
   w = _arr("w", w, np.int8, 4)
@@ -160,6 +160,8 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, zp_in: int,
   if variant not in ("plain", "4ch"):
     raise KernelArgumentError(f"variant must be 'plain' or '4ch', got "
                               f"{variant!r}.")
+  if variant == "4ch" and pointwise and cin > 1024:
+    variant = "plain"              # The optimised kernel's stack limit.
   if pointwise:
     fn = lib.tk_convolve_1x1_4ch_s8 if variant == "4ch" else lib.tk_convolve_1x1_s8
     _check(fn(*args), fn.__name__)
@@ -168,8 +170,8 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, zp_in: int,
       raise KernelArgumentError(f"tile must be >= 1, got {tile}.")
     size = lib.tk_convolve_s8_get_buffer_size(args[4], int(tile))
     scratch = np.empty(size // 2, np.int16)
-    _check(lib.tk_convolve_s8(*args, _ptr(ffi, "int16_t *", scratch), size),
-           "tk_convolve_s8")
+    fn = lib.tk_convolve_4ch_s8 if variant == "4ch" else lib.tk_convolve_s8
+    _check(fn(*args, _ptr(ffi, "int16_t *", scratch), size), fn.__name__)
   del keep
   return out
 

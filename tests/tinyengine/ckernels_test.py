@@ -194,7 +194,7 @@ def test_c_side_checks_return_status_instead_of_crashing():
   w = np.zeros((2, 3, 3, 2), np.int8)
   b = np.zeros(2, np.int32)
   y = np.zeros((1, 4, 4, 2), np.int8)
-  scratch = np.zeros(4, np.int16)
+  scratch = np.zeros(18, np.int16)        # One 3x3x2 column: 36 bytes.
   args = (p, q, dims, i8(x), filt, i8(w),
           ffi.cast("int32_t *", ffi.from_buffer(b)), dims, i8(y),
           ffi.cast("int16_t *", ffi.from_buffer(scratch)))

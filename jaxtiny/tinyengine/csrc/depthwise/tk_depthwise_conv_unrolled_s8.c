@@ -34,11 +34,37 @@ static inline void dw_pixel(const tk_conv_params *p, const tk_requant *q,
           acc[c] += ((int32_t)src[c] - p->input_zp) * wt[c];
       }
     }
-    for (c = 0; c < n; ++c) {
-      const int32_t r = tk_requantize(acc[c], q->multiplier[c0 + c],
-                                      q->shift[c0 + c]) + p->output_zp;
-      dst[c0 + c] = tk_clamp_s8(r, p->act_min, p->act_max);
+    tk_requantize_block(acc, n, q->multiplier + c0, q->shift + c0,
+                        p->output_zp, p->act_min, p->act_max, dst + c0);
+  }
+}
+
+/* A window entirely inside the input: constant K x K taps, no bounds. */
+static inline void dw_pixel_interior(const tk_conv_params *p,
+                                     const tk_requant *q, const tk_dims *in,
+                                     const int8_t *x, const int8_t *w,
+                                     const int32_t *bias, const int32_t K,
+                                     int32_t oy, int32_t ox, int8_t *dst) {
+  const int32_t C = in->c;
+  const int8_t *origin =
+      x + ((int64_t)(oy * p->stride - p->pad_top) * in->w +
+           (ox * p->stride - p->pad_left)) * C;
+  int32_t c0;
+  for (c0 = 0; c0 < C; c0 += TK_DW_BLOCK) {
+    const int32_t n = C - c0 < TK_DW_BLOCK ? C - c0 : TK_DW_BLOCK;
+    int32_t acc[TK_DW_BLOCK];
+    int32_t i, j, c;
+    for (c = 0; c < n; ++c) acc[c] = bias[c0 + c];
+    for (i = 0; i < K; ++i) {
+      for (j = 0; j < K; ++j) {
+        const int8_t *src = origin + ((int64_t)i * in->w + j) * C + c0;
+        const int8_t *wt = w + (int64_t)(i * K + j) * C + c0;
+        for (c = 0; c < n; ++c)
+          acc[c] += ((int32_t)src[c] - p->input_zp) * wt[c];
+      }
     }
+    tk_requantize_block(acc, n, q->multiplier + c0, q->shift + c0,
+                        p->output_zp, p->act_min, p->act_max, dst + c0);
   }
 }
 
@@ -47,10 +73,17 @@ static inline void dw_pixel(const tk_conv_params *p, const tk_requant *q,
                      const tk_dims *in, const int8_t *x, const int8_t *w,     \
                      const int32_t *bias, const tk_dims *out, int8_t *y) {    \
     int32_t oy, ox;                                                            \
-    for (oy = 0; oy < out->h; ++oy)                                            \
-      for (ox = 0; ox < out->w; ++ox)                                          \
-        dw_pixel(p, q, in, x, w, bias, K, K, oy, ox,                           \
-                 y + ((int64_t)oy * out->w + ox) * in->c);                     \
+    for (oy = 0; oy < out->h; ++oy) {                                          \
+      const int32_t y0 = oy * p->stride - p->pad_top;                          \
+      for (ox = 0; ox < out->w; ++ox) {                                        \
+        const int32_t x0 = ox * p->stride - p->pad_left;                       \
+        int8_t *dst = y + ((int64_t)oy * out->w + ox) * in->c;                 \
+        if (y0 >= 0 && x0 >= 0 && y0 + K <= in->h && x0 + K <= in->w)         \
+          dw_pixel_interior(p, q, in, x, w, bias, K, oy, ox, dst);            \
+        else                                                                   \
+          dw_pixel(p, q, in, x, w, bias, K, K, oy, ox, dst);                   \
+      }                                                                        \
+    }                                                                          \
   }
 
 TK_DW_SPECIALISED(3)

@@ -55,19 +55,62 @@ static inline int32_t tk_rdbpot(int32_t x, int32_t exponent) {
   const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  /* x - remainder is a multiple of 2^exponent: exact (floor) division. */
-  const int32_t floor_q =
-      (int32_t)(((int64_t)x - remainder) / ((int64_t)1 << exponent));
-  return floor_q + (remainder > threshold ? 1 : 0);
+  /* floor(x / 2^exponent) as an arithmetic shift spelled with unsigned
+   * operations (a signed right shift of a negative value is
+   * implementation-defined in C99; a 64-bit division would be slow). */
+  uint32_t q = (uint32_t)x >> exponent;
+  if (x < 0 && exponent > 0) q |= ~(UINT32_MAX >> exponent);
+  return (int32_t)q + (remainder > threshold ? 1 : 0);
 }
 
-/* The left shift wraps in two's complement, as TFLite's int32 multiply. */
+/* tk_srdhm for b >= 0 (every Q31 multiplier): a == b == INT32_MIN cannot
+ * happen, so the saturation test is dropped. */
+static inline int32_t tk_srdhm_nonneg(int32_t a, int32_t b) {
+  const int64_t ab = (int64_t)a * (int64_t)b;
+  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* The left shift wraps in two's complement, as TFLite's int32 multiply.
+ * `multiplier` must be >= 0 (the kernels check it). */
 static inline int32_t tk_requantize(int32_t x, int32_t multiplier,
                                     int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
   const int32_t shifted = (int32_t)((uint32_t)x << left);
-  return tk_rdbpot(tk_srdhm(shifted, multiplier), right);
+  return tk_rdbpot(tk_srdhm_nonneg(shifted, multiplier), right);
+}
+
+/* Branch-free requantization of a block of accumulators (the hot loop of the
+ * optimised kernels; no data-dependent branches to mispredict, and simple
+ * enough for the compiler to vectorise). Bit-exact with tk_requantize; it
+ * relies on arithmetic right shifts of negative values, which every C99
+ * compiler for our targets (GCC, Clang, arm-none-eabi, IAR) implements. */
+static inline void tk_requantize_block(const int32_t *acc, int32_t n,
+                                       const int32_t *multiplier,
+                                       const int32_t *shift, int32_t zp,
+                                       int32_t act_min, int32_t act_max,
+                                       int8_t *dst) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int32_t sh = shift[i];
+    const int32_t left = sh > 0 ? sh : 0;
+    const int32_t right = sh > 0 ? 0 : -sh;
+    const int32_t x = (int32_t)((uint32_t)acc[i] << left);
+    const int64_t ab = (int64_t)x * multiplier[i];
+    const int64_t sign = ab >> 63;                   /* 0 or -1 */
+    const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
+    /* Truncating division by 2^31: add 2^31 - 1 to negatives first. */
+    const int32_t hi =
+        (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
+    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+    const int32_t rem = hi & mask;
+    const int32_t thr = (mask >> 1) - (hi >> 31);
+    int32_t v = (hi >> right) + (rem > thr) + zp;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    dst[i] = (int8_t)v;
+  }
 }
 
 static inline int8_t tk_clamp_s8(int32_t v, int32_t lo, int32_t hi) {
@@ -83,6 +126,12 @@ int32_t tk_convolve_s8(const tk_conv_params *p, const tk_requant *q,
                        const int32_t *bias, const tk_dims *out, int8_t *output,
                        int16_t *scratch, int32_t scratch_bytes);
 
+int32_t tk_convolve_4ch_s8(const tk_conv_params *p, const tk_requant *q,
+                           const tk_dims *in, const int8_t *input,
+                           const tk_dims *filter, const int8_t *filter_data,
+                           const int32_t *bias, const tk_dims *out,
+                           int8_t *output, int16_t *scratch,
+                           int32_t scratch_bytes);
 int32_t tk_convolve_1x1_s8(const tk_conv_params *p, const tk_requant *q,
                            const tk_dims *in, const int8_t *input,
                            const tk_dims *filter, const int8_t *filter_data,

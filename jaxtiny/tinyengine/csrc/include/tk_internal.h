@@ -43,4 +43,48 @@ static inline int tk__requant_ok(const tk_requant *q, int32_t channels) {
   return 1;
 }
 
+#define TK_DOT_BLOCK 64
+
+/* Accumulators of outputs o0 .. o0+n-1 (n <= TK_DOT_BLOCK) for two centred
+ * int16 input vectors x0, x1 of length len against rows of `weights`
+ * ([O][len]): four output channels per pass, eight independent accumulators,
+ * each weight loaded once for both inputs. The optimised conv kernels' core. */
+static inline void tk__dot_block_2px(const int16_t *x0, const int16_t *x1,
+                                     int32_t len, const int8_t *weights,
+                                     const int32_t *bias, int32_t o0,
+                                     int32_t n, int32_t *acc0, int32_t *acc1) {
+  int32_t o = 0, c;
+  for (; o + 4 <= n; o += 4) {
+    const int8_t *w0 = weights + (int64_t)(o0 + o) * len;
+    const int8_t *w1 = w0 + len, *w2 = w1 + len, *w3 = w2 + len;
+    int32_t a0 = bias[o0 + o], a1 = bias[o0 + o + 1];
+    int32_t a2 = bias[o0 + o + 2], a3 = bias[o0 + o + 3];
+    int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+    for (c = 0; c < len; ++c) {
+      const int32_t u = x0[c], v = x1[c];
+      const int32_t k0 = w0[c], k1 = w1[c], k2 = w2[c], k3 = w3[c];
+      a0 += u * k0;
+      a1 += u * k1;
+      a2 += u * k2;
+      a3 += u * k3;
+      b0 += v * k0;
+      b1 += v * k1;
+      b2 += v * k2;
+      b3 += v * k3;
+    }
+    acc0[o] = a0; acc0[o + 1] = a1; acc0[o + 2] = a2; acc0[o + 3] = a3;
+    acc1[o] = b0; acc1[o + 1] = b1; acc1[o + 2] = b2; acc1[o + 3] = b3;
+  }
+  for (; o < n; ++o) {
+    const int8_t *w = weights + (int64_t)(o0 + o) * len;
+    int32_t a = bias[o0 + o], b = a;
+    for (c = 0; c < len; ++c) {
+      a += (int32_t)x0[c] * w[c];
+      b += (int32_t)x1[c] * w[c];
+    }
+    acc0[o] = a;
+    acc1[o] = b;
+  }
+}
+
 #endif /* TK_INTERNAL_H_ */

@@ -82,6 +82,10 @@ static void conv_case(int index) {
     check_status("conv", index, tk_convolve_s8(&p, &q, &in, x, &filt, w, bias,
                                                &out, y, scratch, bytes));
     compare("conv", index, y, want, nout);
+    memset(y, 0, nout);
+    check_status("conv_4ch", index, tk_convolve_4ch_s8(
+        &p, &q, &in, x, &filt, w, bias, &out, y, scratch, bytes));
+    compare("conv_4ch", index, y, want, nout);
     free(scratch);
   }
   if (filt.h == 1 && filt.w == 1 && p.stride == 1 && p.pad_top == 0 &&
