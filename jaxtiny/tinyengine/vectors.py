@@ -35,18 +35,21 @@ def _i32(f: BinaryIO, *vals: int) -> None:
   f.write(np.asarray(vals, "<i4").tobytes())
 
 
-def _zp(rng) -> int:
+def random_zero_point(rng) -> int:
+  """A zero point, at either extreme 2 times in 3."""
   return int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
 
 
-def _act(rng) -> tuple[int, int]:
+def random_act_range(rng) -> tuple[int, int]:
+  """A clamp range: the full int8 range 30 % of the time, else random."""
   if rng.random() < 0.3:
     return -128, 127
   lo = int(rng.integers(-128, 0))
   return lo, int(rng.integers(lo, 128))
 
 
-def _requant(rng, c):
+def random_requant(rng, c):
+  """Per-channel (m0, shift) for multipliers 1e-5 to 2 (both shift signs)."""
   return quant.quantize_multipliers(np.exp(rng.uniform(np.log(1e-5),
                                                        np.log(2.0), c)))
 
@@ -66,8 +69,8 @@ def _window_case(rng, kernels):
 
 
 def write_case(f: BinaryIO, kind: int, rng: np.random.Generator) -> None:
-  lo, hi = _act(rng)
-  zi, zo = _zp(rng), _zp(rng)
+  lo, hi = random_act_range(rng)
+  zi, zo = random_zero_point(rng), random_zero_point(rng)
   if kind in (CONV, DW):
     n, h, w, k, s, pad, ho, wo = _window_case(
         rng, (1, 2, 3, 4, 5, 7) if kind == CONV else (1, 3, 5, 7))
@@ -79,7 +82,7 @@ def write_case(f: BinaryIO, kind: int, rng: np.random.Generator) -> None:
     shape = (cout, k, k, cin) if kind == CONV else (k, k, cin)
     wt = rng.integers(-127, 128, shape, dtype=np.int8)
     bias = rng.integers(-30000, 30000, cout).astype(np.int32)
-    m0, sh = _requant(rng, cout)
+    m0, sh = random_requant(rng, cout)
     fn = reference.conv if kind == CONV else reference.depthwise_conv
     y = fn(x, wt, bias, zi, zo, m0, sh, s, pad, lo, hi)
     _i32(f, kind, n, h, w, cin, cout, k, k, s, pad[0], pad[2], ho, wo, zi, zo,
@@ -92,7 +95,7 @@ def write_case(f: BinaryIO, kind: int, rng: np.random.Generator) -> None:
     x = rng.integers(-128, 128, (b, i), dtype=np.int8)
     wt = rng.integers(-127, 128, (o, i), dtype=np.int8)
     bias = rng.integers(-30000, 30000, o).astype(np.int32)
-    m0, sh = _requant(rng, o)
+    m0, sh = random_requant(rng, o)
     y = reference.fully_connected(x, wt, bias, zi, zo, m0, sh, lo, hi)
     _i32(f, kind, b, i, o, zi, zo, lo, hi)
     for a in (x, wt, bias, m0, sh, y):
@@ -110,7 +113,7 @@ def write_case(f: BinaryIO, kind: int, rng: np.random.Generator) -> None:
     a = rng.integers(-128, 128, size, dtype=np.int8)
     b = rng.integers(-128, 128, size, dtype=np.int8)
     p = reference.add_params(*np.exp(rng.uniform(np.log(1e-3), 0.0, 3)))
-    za, zb = _zp(rng), _zp(rng)
+    za, zb = random_zero_point(rng), random_zero_point(rng)
     y = reference.add(a, b, za, zb, zo, **p, act_min=lo, act_max=hi)
     _i32(f, kind, size, za, zb, zo, p["m1"], p["shift1"], p["m2"],
          p["shift2"], p["m_out"], p["shift_out"], lo, hi)

@@ -8,28 +8,16 @@ import pytest
 from jaxtiny.tinyengine import ckernels
 from jaxtiny.tinyengine import quant
 from jaxtiny.tinyengine import reference
+from jaxtiny.tinyengine import vectors
 
 pytestmark = pytest.mark.skipif(
     not ckernels.available() and not os.environ.get("CI"),
     reason="C kernels not built; run `make ckernels`")
 
 
-def _zp(rng):
-  # Zero points at both extremes as well as in between.
-  return int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
-
-
-def _requant(rng, c):
-  # Multipliers from 1e-5 to 2: negative and positive shifts.
-  return quant.quantize_multipliers(np.exp(rng.uniform(np.log(1e-5),
-                                                       np.log(2.0), c)))
-
-
-def _act(rng):
-  if rng.random() < 0.3:
-    return -128, 127
-  lo = int(rng.integers(-128, 0))
-  return lo, int(rng.integers(lo, 128))
+_zp = vectors.random_zero_point
+_act = vectors.random_act_range
+_requant = vectors.random_requant
 
 
 def _geometry(rng, kernels=(1, 2, 3, 4, 5, 7)):
