@@ -117,6 +117,7 @@ def test_smoke_variant_end_to_end(tmp_path):
     assert m["measured_trend"] == "shrinks" == m["predicted_trend_sphere"]
   assert (tmp_path / "toy.png").read_bytes()[:4] == b"\x89PNG"
   out = run_python(["-m", "experiments.selftrain",
-                    "--config=experiments/configs/selftrain.py:celeba",
+                    "--config=experiments/configs/selftrain.py:waterbirds",
                     f"--workdir={tmp_path}"], check=False)
   assert out.returncode != 0 and "implemented: toy" in out.stderr
+  assert "celeba" in out.stderr
