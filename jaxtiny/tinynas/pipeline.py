@@ -167,7 +167,8 @@ def stage1(config, budget: space_lib.Budget, workdir: str
                                     config.seed,
                                     config.space.min_fit_fraction)
   space_lib.plot_flops_cdf(stats, budget,
-                           os.path.join(workdir, f"space_cdf_{budget.name}.png"))
+                           os.path.join(workdir, f"space_cdf_{budget.name}.png"),
+                           min_fit_fraction=config.space.min_fit_fraction)
   ranked = [s.as_dict() for s in stats]
   fileio.atomic_write_json(path, ranked)
   print(f"stage 1 ({budget.name}): {len(spaces)} spaces x "

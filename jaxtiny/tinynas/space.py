@@ -204,8 +204,9 @@ def optimise_spaces(spaces: Sequence[SearchSpace], budget: Budget,
 
 
 def plot_flops_cdf(stats: Sequence[SpaceStats], budget: Budget, path: str,
-                   highlight: int = 1) -> None:
-  """Per-space CDF of the MACs of fitting subnets (paper Fig. 3 style)."""
+                   highlight: int = 1, min_fit_fraction: float = 0.0) -> None:
+  """Per-space CDF of the MACs of fitting subnets (paper Fig. 3 style);
+  spaces below `min_fit_fraction` are dashed."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -220,6 +221,7 @@ def plot_flops_cdf(stats: Sequence[SpaceStats], budget: Budget, path: str,
     ax.plot(st.fitting_macs / 1e6, y, color="C3" if best else
             cmap(i / max(1, len(ranked) - 1)), lw=2.2 if best else 0.9,
             alpha=1.0 if best else 0.6,
+            ls="--" if st.fit_fraction < min_fit_fraction else "-",
             label=(f"{st.space.name}: mean {st.mean_macs / 1e6:.2f}M, "
                    f"{100 * st.fit_fraction:.0f}% fit")
             if best or i < 6 else None)
