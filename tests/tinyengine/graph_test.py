@@ -27,12 +27,20 @@ def net():
   return arch, params, state, x
 
 
+@pytest.fixture(scope="module")
+def qgraph(net):
+  arch, params, state, x = net
+  ops = graph.fold(arch, params, state)
+  return graph.quantize(ops, graph.calibrate(ops, x[:128]), (32, 32, 1))
+
+
 def test_folded_float_graph_equals_the_network(net):
   arch, params, state, x = net
   ops = graph.fold(arch, params, state)
-  want = np.asarray(model.apply(arch, params, state, jnp.asarray(x[:50]),
-                                False)[0])
-  got = np.asarray(graph.float_forward(ops, jnp.asarray(x[:50]))["logits"])
+  want = np.asarray(jax.jit(lambda xb: model.apply(arch, params, state, xb,
+                                                   False)[0])(x[:50]))
+  got = np.asarray(jax.jit(lambda xb: graph.float_forward(ops, xb)["logits"])(
+      x[:50]))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   kinds = [op.kind for op in ops]
   assert kinds.count(graph.ADD) == sum(b.shortcut for b in arch.blocks)
@@ -52,7 +60,8 @@ def test_int8_graph_tracks_the_float_network(net, method):
   logits_q = graph.run(g, graph.quantize_input(g, x[200:]))
   assert logits_q.dtype == np.int8
   got = graph.dequantize_logits(g, logits_q)
-  want = np.asarray(graph.float_forward(ops, jnp.asarray(x[200:]))["logits"])
+  want = np.asarray(jax.jit(lambda xb: graph.float_forward(ops, xb)["logits"])(
+      x[200:]))
   scale = np.abs(want).max()
   assert np.abs(got - want).max() < 0.15 * scale
   assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
@@ -68,10 +77,10 @@ def test_mobilenet_v2_with_feature_mix_quantizes(net):
   assert graph.run(g, graph.quantize_input(g, x[:8])).shape == (8, 10)
 
 
-def test_bad_input_is_rejected_before_running(net):
+def test_bad_input_is_rejected_before_running(net, qgraph):
   arch, params, state, x = net
   ops = graph.fold(arch, params, state)
-  g = graph.quantize(ops, graph.calibrate(ops, x[:64]), (32, 32, 1))
+  g = qgraph
   with pytest.raises(ValueError, match=r"input must be int8 \[N, 32, 32, 1\]"):
     graph.run(g, np.zeros((2, 28, 28, 1), np.int8))
   with pytest.raises(ValueError, match="calibration method"):
@@ -81,13 +90,12 @@ def test_bad_input_is_rejected_before_running(net):
 
 
 @pytest.mark.parametrize("variant", ["plain", "optimised", "inplace"])
-def test_c_kernels_run_the_whole_graph_bit_exactly(net, variant):
+def test_c_kernels_run_the_whole_graph_bit_exactly(net, qgraph, variant):
   from jaxtiny.tinyengine import ckernels
   if not ckernels.available() and not os.environ.get("CI"):
     pytest.skip("C kernels not built; run `make ckernels`")
-  arch, params, state, x = net
-  ops = graph.fold(arch, params, state)
-  g = graph.quantize(ops, graph.calibrate(ops, x[:128]), (32, 32, 1))
+  _, _, _, x = net
+  g = qgraph
   xq = graph.quantize_input(g, x[128:160])
   want = graph.run(g, xq, keep=True)
   got = graph.run(g, xq, kernels=ckernels.graph_kernels(variant), keep=True)
