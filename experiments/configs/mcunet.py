@@ -8,11 +8,12 @@ Variants (the part after ':'):
          samples per space, premise check on 4 spaces of the first budget,
          a 3-phase supernet (full -> kernel -> depth+expand), search with
          population 32 for 4 generations, and searched-vs-MobileNetV2 trained
-         from scratch with one recipe. Reduced from the paper for 2 CPU cores
-         (about 90 minutes): short training (a few epochs), 20,000-image
-         training subset for the supernet, 1,000-image validation for the
-         search. Expected: the searched model beats the scaled MobileNetV2 at
-         the 32 kB budget.
+         from scratch with one recipe. Reduced from the paper for 2 CPU cores:
+         batch 64, 1,500-step trainings, a 20,000-image supernet subset,
+         1,000-image search validation. Measured at 32 kB: searched 87.61%
+         vs scaled MobileNetV2 87.25% (+0.36 points; the issue's +1 point
+         target is missed at this length); about 55 minutes for that budget
+         on 2 shared cores, the 64 kB budget about twice as long.
   paper  the same pipeline at the paper's search settings for an
          accelerator: population 100, 20 generations, all four
          progressive-shrinking phases, full data and longer training.
