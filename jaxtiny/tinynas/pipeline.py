@@ -354,6 +354,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   splits = load_data(config)
   results = []
   for bi, budget in enumerate(_budgets(config)):
+    t_budget = time.time()
     ranked = stage1(config, budget, workdir)
     if ranked[0]["num_fitting"] == 0:
       raise search_lib.SearchError(
@@ -395,7 +396,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  "width_mult": mbv2_w,
                  "resolution": mbv2.resolution, **profile_lib.profile(mbv2),
                  "test_acc": acc_m},
-        "margin_points": 100 * (acc_s - acc_m)})
+        "margin_points": 100 * (acc_s - acc_m),
+        # This invocation's time on the budget (stages reused from an earlier,
+        # interrupted run are not counted).
+        "wall_seconds_this_run": time.time() - t_budget})
   out = {"dataset": config.dataset, "results": results}
   fileio.atomic_write_json(os.path.join(workdir, "results.json"), out)
   md = format_results(results)
