@@ -21,79 +21,24 @@ SOURCES = sorted(glob.glob(os.path.join(CSRC, "*", "tk_*.c")))
 ARCH_FLAGS = os.environ.get("JAXTINY_TK_ARCH", "-march=native").split()
 CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", *ARCH_FLAGS]
 
-CDEF = """
-typedef struct { int32_t n, h, w, c; } tk_dims;
-typedef struct {
-  int32_t stride;
-  int32_t pad_top, pad_left;
-  int32_t input_zp;
-  int32_t output_zp;
-  int32_t act_min, act_max;
-} tk_conv_params;
-typedef struct { const int32_t *multiplier; const int32_t *shift; } tk_requant;
-typedef struct {
-  int32_t a_zp, b_zp, output_zp;
-  int32_t a_multiplier, a_shift, b_multiplier, b_shift;
-  int32_t output_multiplier, output_shift;
-  int32_t act_min, act_max;
-} tk_add_params;
+HEADER = os.path.join(CSRC, "include", "tk.h")
 
-int32_t tk_convolve_s8_get_buffer_size(const tk_dims *filter, int32_t tile);
-int32_t tk_convolve_s8(const tk_conv_params *p, const tk_requant *q,
-                       const tk_dims *in, const int8_t *input,
-                       const tk_dims *filter, const int8_t *filter_data,
-                       const int32_t *bias, const tk_dims *out, int8_t *output,
-                       int16_t *scratch, int32_t scratch_bytes);
-int32_t tk_convolve_4ch_s8(const tk_conv_params *p, const tk_requant *q,
-                           const tk_dims *in, const int8_t *input,
-                           const tk_dims *filter, const int8_t *filter_data,
-                           const int32_t *bias, const tk_dims *out,
-                           int8_t *output, int16_t *scratch,
-                           int32_t scratch_bytes);
-int32_t tk_convolve_1x1_s8(const tk_conv_params *p, const tk_requant *q,
-                           const tk_dims *in, const int8_t *input,
-                           const tk_dims *filter, const int8_t *filter_data,
-                           const int32_t *bias, const tk_dims *out,
-                           int8_t *output);
-int32_t tk_convolve_1x1_4ch_s8(const tk_conv_params *p, const tk_requant *q,
-                               const tk_dims *in, const int8_t *input,
-                               const tk_dims *filter, const int8_t *filter_data,
-                               const int32_t *bias, const tk_dims *out,
-                               int8_t *output);
-int32_t tk_depthwise_conv_s8(const tk_conv_params *p, const tk_requant *q,
-                             const tk_dims *in, const int8_t *input,
-                             const tk_dims *filter, const int8_t *filter_data,
-                             const int32_t *bias, const tk_dims *out,
-                             int8_t *output);
-int32_t tk_depthwise_conv_unrolled_s8(const tk_conv_params *p,
-                                      const tk_requant *q, const tk_dims *in,
-                                      const int8_t *input,
-                                      const tk_dims *filter,
-                                      const int8_t *filter_data,
-                                      const int32_t *bias, const tk_dims *out,
-                                      int8_t *output);
-int32_t tk_depthwise_conv_inplace_s8_get_buffer_size(const tk_conv_params *p,
-                                                     const tk_dims *in,
-                                                     const tk_dims *filter,
-                                                     const tk_dims *out);
-int32_t tk_depthwise_conv_inplace_s8(const tk_conv_params *p,
-                                     const tk_requant *q, const tk_dims *in,
-                                     int8_t *buffer, const tk_dims *filter,
-                                     const int8_t *filter_data,
-                                     const int32_t *bias, const tk_dims *out,
-                                     int8_t *scratch, int32_t scratch_bytes);
-int32_t tk_fully_connected_s8(int32_t input_zp, int32_t output_zp,
-                              int32_t act_min, int32_t act_max,
-                              const tk_requant *q, int32_t batch,
-                              int32_t in_features, const int8_t *input,
-                              int32_t out_features, const int8_t *weights,
-                              const int32_t *bias, int8_t *output);
-int32_t tk_avgpool_s8(const tk_dims *in, const int8_t *input, int32_t act_min,
-                      int32_t act_max, int8_t *output);
-int32_t tk_add_s8(const tk_add_params *p, int32_t size, const int8_t *a,
-                  const int8_t *b, int8_t *output);
-"""
 
+def read_cdef(header: str = HEADER) -> str:
+  """The public types and kernel prototypes of tk.h (the text between
+  `@cdef-begin` and `@cdef-end` markers), so the declarations live once."""
+  with open(header) as f:
+    text = f.read()
+  parts = []
+  for chunk in text.split("@cdef-begin")[1:]:
+    body = chunk.split("*/", 1)[1]            # drop the rest of the marker comment
+    parts.append(body.split("/* @cdef-end */", 1)[0])
+  if not parts:
+    raise RuntimeError(f"{header} has no @cdef-begin/@cdef-end sections.")
+  return "\n".join(parts)
+
+
+CDEF = read_cdef()
 
 
 def make_builder(sources: list[str]) -> FFI:

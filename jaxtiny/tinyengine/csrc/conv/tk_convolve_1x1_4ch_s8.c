@@ -17,17 +17,11 @@ int32_t tk_convolve_1x1_4ch_s8(const tk_conv_params *p, const tk_requant *q,
   int16_t xc[2 * TK_1X1_MAX_CIN];
   int64_t pix, npix;
   int32_t cin, cout;
-  if (p == 0 || input == 0 || filter_data == 0 || bias == 0 || output == 0 ||
-      !tk__dims_ok(in) || !tk__dims_ok(filter) || !tk__dims_ok(out))
+  if (!tk__pointwise_args_ok(p, q, in, input, filter, filter_data, bias, out,
+                             output) || in->c > TK_1X1_MAX_CIN)
     return TK_ERR_ARG;
   cin = in->c;
   cout = filter->n;
-  if (cin > TK_1X1_MAX_CIN || filter->h != 1 || filter->w != 1 ||
-      filter->c != cin || out->c != cout || p->stride != 1 ||
-      p->pad_top != 0 || p->pad_left != 0 || out->n != in->n ||
-      out->h != in->h || out->w != in->w || !tk__window_ok(p, in, 1, 1, out) ||
-      !tk__requant_ok(q, cout))
-    return TK_ERR_ARG;
   npix = (int64_t)in->n * in->h * in->w;
   for (pix = 0; pix < npix; pix += 2) {
     /* An odd last pixel is paired with itself (computed twice, stored once). */

@@ -9,16 +9,11 @@ int32_t tk_convolve_1x1_s8(const tk_conv_params *p, const tk_requant *q,
                            int8_t *output) {
   int64_t pix, npix;
   int32_t cin, cout;
-  if (p == 0 || input == 0 || filter_data == 0 || bias == 0 || output == 0 ||
-      !tk__dims_ok(in) || !tk__dims_ok(filter) || !tk__dims_ok(out))
+  if (!tk__pointwise_args_ok(p, q, in, input, filter, filter_data, bias, out,
+                             output))
     return TK_ERR_ARG;
   cin = in->c;
   cout = filter->n;
-  if (filter->h != 1 || filter->w != 1 || filter->c != cin || out->c != cout ||
-      p->stride != 1 || p->pad_top != 0 || p->pad_left != 0 ||
-      out->n != in->n || out->h != in->h || out->w != in->w ||
-      !tk__window_ok(p, in, 1, 1, out) || !tk__requant_ok(q, cout))
-    return TK_ERR_ARG;
   npix = (int64_t)in->n * in->h * in->w;
   for (pix = 0; pix < npix; ++pix) {
     const int8_t *x = input + pix * cin;

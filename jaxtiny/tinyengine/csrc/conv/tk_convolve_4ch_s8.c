@@ -12,17 +12,13 @@ int32_t tk_convolve_4ch_s8(const tk_conv_params *p, const tk_requant *q,
                            int8_t *output, int16_t *scratch,
                            int32_t scratch_bytes) {
   int32_t kh, kw, cin, cout, col_len, tile, b, pix, npix;
-  if (p == 0 || input == 0 || filter_data == 0 || bias == 0 || output == 0 ||
-      scratch == 0 || !tk__dims_ok(in) || !tk__dims_ok(filter) ||
-      !tk__dims_ok(out))
+  if (scratch == 0 || !tk__conv_args_ok(p, q, in, input, filter, filter_data,
+                                        bias, out, output))
     return TK_ERR_ARG;
   cout = filter->n;
   kh = filter->h;
   kw = filter->w;
   cin = filter->c;
-  if (cin != in->c || cout != out->c || !tk__window_ok(p, in, kh, kw, out) ||
-      !tk__requant_ok(q, cout))
-    return TK_ERR_ARG;
   col_len = kh * kw * cin;
   tile = scratch_bytes / (int32_t)(sizeof(int16_t) * col_len);
   if (tile < 1) return TK_ERR_SCRATCH;
@@ -33,25 +29,7 @@ int32_t tk_convolve_4ch_s8(const tk_conv_params *p, const tk_requant *q,
     for (pix = 0; pix < npix; pix += tile) {
       const int32_t count = npix - pix < tile ? npix - pix : tile;
       int32_t t;
-      for (t = 0; t < count; ++t) {
-        const int32_t oy = (pix + t) / out->w, ox = (pix + t) % out->w;
-        int16_t *col = scratch + (int64_t)t * col_len;
-        int32_t i, j, c;
-        for (i = 0; i < kh; ++i) {
-          const int32_t iy = oy * p->stride - p->pad_top + i;
-          for (j = 0; j < kw; ++j) {
-            const int32_t ix = ox * p->stride - p->pad_left + j;
-            int16_t *dst = col + (i * kw + j) * cin;
-            if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
-              for (c = 0; c < cin; ++c) dst[c] = 0;
-            } else {
-              const int8_t *src = x + ((int64_t)iy * in->w + ix) * cin;
-              for (c = 0; c < cin; ++c)
-                dst[c] = (int16_t)(src[c] - p->input_zp);
-            }
-          }
-        }
-      }
+      tk__im2col(p, in, x, filter, out, pix, count, scratch);
       for (t = 0; t < count; t += 2) {
         const int32_t u = t + 1 < count ? t + 1 : t;
         int32_t o0;

@@ -38,15 +38,12 @@ int32_t tk_depthwise_conv_inplace_s8(const tk_conv_params *p,
                                      const int32_t *bias, const tk_dims *out,
                                      int8_t *scratch, int32_t scratch_bytes) {
   int32_t b, c, C, kh, kw, ph, pw, need;
-  if (p == 0 || buffer == 0 || filter_data == 0 || bias == 0 || scratch == 0 ||
-      !tk__dims_ok(in) || !tk__dims_ok(filter) || !tk__dims_ok(out))
+  if (scratch == 0 || !tk__depthwise_args_ok(p, q, in, buffer, filter,
+                                             filter_data, bias, out, buffer))
     return TK_ERR_ARG;
   C = in->c;
   kh = filter->h;
   kw = filter->w;
-  if (filter->n != 1 || filter->c != C || out->c != C ||
-      !tk__window_ok(p, in, kh, kw, out) || !tk__requant_ok(q, C))
-    return TK_ERR_ARG;
   /* The output must not be larger than the input it overwrites. */
   if ((int64_t)out->h * out->w > (int64_t)in->h * in->w) return TK_ERR_ARG;
   ph = in->h + p->pad_top + pad_bottom_of(p, in, kh, out);

@@ -8,15 +8,12 @@ int32_t tk_depthwise_conv_s8(const tk_conv_params *p, const tk_requant *q,
                              const int32_t *bias, const tk_dims *out,
                              int8_t *output) {
   int32_t b, oy, ox, c, C, kh, kw;
-  if (p == 0 || input == 0 || filter_data == 0 || bias == 0 || output == 0 ||
-      !tk__dims_ok(in) || !tk__dims_ok(filter) || !tk__dims_ok(out))
+  if (!tk__depthwise_args_ok(p, q, in, input, filter, filter_data, bias, out,
+                             output))
     return TK_ERR_ARG;
   C = in->c;
   kh = filter->h;
   kw = filter->w;
-  if (filter->n != 1 || filter->c != C || out->c != C ||
-      !tk__window_ok(p, in, kh, kw, out) || !tk__requant_ok(q, C))
-    return TK_ERR_ARG;
   for (b = 0; b < in->n; ++b) {
     const int8_t *x = input + (int64_t)b * in->h * in->w * C;
     int8_t *y = output + (int64_t)b * out->h * out->w * C;

@@ -12,6 +12,8 @@
 #define TK_ERR_ARG (-1)     /* null pointer, bad dimension or parameter */
 #define TK_ERR_SCRATCH (-2) /* scratch buffer too small */
 
+/* @cdef-begin: the types and kernels below are also the cffi declarations
+ * (build_ckernels.py reads them from here). */
 typedef struct {
   int32_t n, h, w, c;
 } tk_dims;
@@ -37,6 +39,8 @@ typedef struct {
   int32_t output_multiplier, output_shift;
   int32_t act_min, act_max;
 } tk_add_params;
+
+/* @cdef-end */
 
 #define TK_ADD_LEFT_SHIFT 20
 
@@ -118,6 +122,7 @@ static inline int8_t tk_clamp_s8(int32_t v, int32_t lo, int32_t hi) {
 }
 
 /* ---- kernels ---- */
+/* @cdef-begin */
 
 int32_t tk_convolve_s8_get_buffer_size(const tk_dims *filter, int32_t tile);
 int32_t tk_convolve_s8(const tk_conv_params *p, const tk_requant *q,
@@ -178,5 +183,7 @@ int32_t tk_avgpool_s8(const tk_dims *in, const int8_t *input, int32_t act_min,
 
 int32_t tk_add_s8(const tk_add_params *p, int32_t size, const int8_t *a,
                   const int8_t *b, int8_t *output);
+
+/* @cdef-end */
 
 #endif /* TK_H_ */

@@ -43,6 +43,81 @@ static inline int tk__requant_ok(const tk_requant *q, int32_t channels) {
   return 1;
 }
 
+/* Argument check shared by the conv kernels: pointers, OHWI filter matching
+ * the input and output channels, window geometry and requantization. */
+static inline int tk__conv_args_ok(const tk_conv_params *p, const tk_requant *q,
+                                   const tk_dims *in, const int8_t *input,
+                                   const tk_dims *filter,
+                                   const int8_t *filter_data,
+                                   const int32_t *bias, const tk_dims *out,
+                                   const int8_t *output) {
+  return p != 0 && input != 0 && filter_data != 0 && bias != 0 &&
+         output != 0 && tk__dims_ok(in) && tk__dims_ok(filter) &&
+         tk__dims_ok(out) && filter->c == in->c && out->c == filter->n &&
+         tk__window_ok(p, in, filter->h, filter->w, out) &&
+         tk__requant_ok(q, filter->n);
+}
+
+/* The same for a pointwise conv: 1x1 filter, stride 1, no padding. */
+static inline int tk__pointwise_args_ok(const tk_conv_params *p,
+                                        const tk_requant *q, const tk_dims *in,
+                                        const int8_t *input,
+                                        const tk_dims *filter,
+                                        const int8_t *filter_data,
+                                        const int32_t *bias,
+                                        const tk_dims *out,
+                                        const int8_t *output) {
+  return tk__conv_args_ok(p, q, in, input, filter, filter_data, bias, out,
+                          output) &&
+         filter->h == 1 && filter->w == 1 && p->stride == 1 &&
+         p->pad_top == 0 && p->pad_left == 0 && out->h == in->h &&
+         out->w == in->w;
+}
+
+/* The same for a depthwise conv: filter [1, kh, kw, C] on C channels. */
+static inline int tk__depthwise_args_ok(const tk_conv_params *p,
+                                        const tk_requant *q, const tk_dims *in,
+                                        const void *input,
+                                        const tk_dims *filter,
+                                        const int8_t *filter_data,
+                                        const int32_t *bias,
+                                        const tk_dims *out, const void *output) {
+  return p != 0 && input != 0 && filter_data != 0 && bias != 0 &&
+         output != 0 && tk__dims_ok(in) && tk__dims_ok(filter) &&
+         tk__dims_ok(out) && filter->n == 1 && filter->c == in->c &&
+         out->c == in->c && tk__window_ok(p, in, filter->h, filter->w, out) &&
+         tk__requant_ok(q, in->c);
+}
+
+/* im2col: `count` columns of (x - zp) for output pixels pix .. pix+count-1
+ * of one image, zero where the window covers padding. */
+static inline void tk__im2col(const tk_conv_params *p, const tk_dims *in,
+                              const int8_t *x, const tk_dims *filter,
+                              const tk_dims *out, int32_t pix, int32_t count,
+                              int16_t *scratch) {
+  const int32_t kh = filter->h, kw = filter->w, cin = filter->c;
+  const int32_t col_len = kh * kw * cin;
+  int32_t t;
+  for (t = 0; t < count; ++t) {
+    const int32_t oy = (pix + t) / out->w, ox = (pix + t) % out->w;
+    int16_t *col = scratch + (int64_t)t * col_len;
+    int32_t i, j, c;
+    for (i = 0; i < kh; ++i) {
+      const int32_t iy = oy * p->stride - p->pad_top + i;
+      for (j = 0; j < kw; ++j) {
+        const int32_t ix = ox * p->stride - p->pad_left + j;
+        int16_t *dst = col + (i * kw + j) * cin;
+        if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+          for (c = 0; c < cin; ++c) dst[c] = 0;
+        } else {
+          const int8_t *src = x + ((int64_t)iy * in->w + ix) * cin;
+          for (c = 0; c < cin; ++c) dst[c] = (int16_t)(src[c] - p->input_zp);
+        }
+      }
+    }
+  }
+}
+
 #define TK_DOT_BLOCK 64
 
 /* Accumulators of outputs o0 .. o0+n-1 (n <= TK_DOT_BLOCK) for two centred
