@@ -48,8 +48,8 @@ data: install sources
 	$(PY) -m jaxtiny.data.prepare --dataset=all
 
 run: setup
-	$(PY) -m experiments.classifier --config=experiments/configs/classifier.py:mnist \
-	    --workdir=runs/classifier_mnist
+	$(PY) -m experiments.gswgan --config=experiments/configs/gswgan.py:cpu \
+	    --workdir=runs/gswgan_cpu
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
