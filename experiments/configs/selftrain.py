@@ -19,11 +19,17 @@ Variants (the part after ':'):
                   with probability 0.95; the paper's recipe (MLP 1568-128-64,
                   SGD lr 0.03 momentum 0.9 wd 0.002, 30 epochs of batch 64;
                   then 300 full-batch steps of entropy minimisation, and
-                  pseudo-labelling in 3, 6 and 30 rounds) plus a colour-blind
-                  oracle. Paper: 82% -> 91% (one fortunate seed; the authors'
-                  script averages 81.95% -> 83.89% over six seeds here).
-  cmnist10_p97    the same at p = 0.97 (paper: 72% -> 67%, self-training hurts).
+                  pseudo-labelling in 3 and 6 rounds), the improved recipe
+                  (hard pseudo-labels relabelled every 10 steps, 30 rounds;
+                  "best") and a colour-blind oracle. Paper: 82% -> 91% (one
+                  fortunate seed; the authors' script averages 81.95% ->
+                  83.89% over six seeds here). Measured (5 seeds): source
+                  81.19%, entropy 81.36%, improved 88.98%, oracle 96.87%.
+  cmnist10_p97    the same at p = 0.97 (paper: 72% -> 67%, self-training
+                  hurts). Measured: source 71.54%, entropy 64.04%, improved
+                  75.94%.
   cmnist2         binary (digit < 5), Gaussian colours (paper: 94% -> 96%).
+                  Measured: source 88.17%, entropy 92.70%, improved 90.76%.
   celeba          CelebA, gender with blond hair as the spurious feature:
                   source = blond males + dark females only (1,250 / 1,749),
                   target = the natural mix (57,803), 32x32 images in [-1, 1],
@@ -68,13 +74,21 @@ def _cmnist(variant: str, smoke: bool) -> ml_collections.ConfigDict:
   c.source_epochs = 30
   c.batch_size = 64
   c.self_train_steps = 300
-  c.pl_rounds = (3, 6, 30)
+  c.pl_rounds = (3, 6)      # The paper-style schedules reported beside it.
+  # The improved recipe ("best" in results.json), fixed in advance and used
+  # as is in every variant; its last iterate is reported (no model
+  # selection, so no target labels): hard pseudo-labels on every target
+  # image, relabelled every `steps_per_round` full-batch steps.
+  c.improved = ml_collections.ConfigDict({
+      "name": "pseudo_label_30", "rounds": 30, "steps_per_round": 10,
+      "threshold_kind": "none", "threshold": 0.0, "source_weight": 0.0})
   c.max_examples = 0        # >0: truncate every split (smoke runs).
   if smoke:
     c.seeds = 2
     c.max_examples = 2000
     c.source_epochs = 2
     c.self_train_steps = 30
+    c.improved.rounds, c.improved.steps_per_round = 6, 5
   return c.lock()
 
 

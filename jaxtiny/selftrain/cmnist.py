@@ -10,12 +10,18 @@ colours, initialisation and batch order. Per seed:
   validation accuracy kept;
 * the paper's self-training from it: full-batch entropy minimisation on the
   30k target images for 300 steps with the same optimiser settings, and
-  pseudo-labelling in 3, 6 and 30 rounds over the same 300 steps;
+  pseudo-labelling in `config.pl_rounds` rounds over the same 300 steps;
+* the improved recipe (`config.improved`, "best" in results.json): rounds of
+  hard pseudo-labels on every target image from the current model, a few
+  full-batch steps per round; a fixed recipe whose last iterate is reported;
 * a colour-blind oracle: the same recipe on grayscale inputs (both channels
   x / 2), the ceiling for a classifier that ignores colour.
 
-Model selection never looks at target labels: "best" is the self-trained
-model with the highest source validation accuracy.
+Nothing here looks at target labels except the final test accuracies: the
+source model is selected by source validation accuracy, the self-trained
+models are last iterates. results.json also names the method that source
+validation accuracy would pick ("source_val_pick"), which is the least
+adapted one on Colored MNIST.
 """
 
 from __future__ import annotations
@@ -110,6 +116,13 @@ class _Setup:
     steps = self.config.self_train_steps
     if method == "entropy":
       return api.entropy_minimisation(self.apply, p_src, self.tx, tgt, steps=steps)[0]
+    if method == "improved":
+      r = self.config.improved
+      src = (self.inputs(d, "source_train", "src"), self.splits["source_train"][1])
+      return api.pseudo_label(
+          self.apply, p_src, self.tx, tgt, rounds=r.rounds, steps_per_round=r.steps_per_round,
+          threshold_kind=r.threshold_kind, threshold=r.threshold,
+          source=src if r.source_weight else None, source_weight=r.source_weight)[0]
     rounds = int(method.rsplit("_", 1)[1])
     return api.pseudo_label(self.apply, p_src, self.tx, tgt, rounds=rounds,
                             steps_per_round=steps // rounds)[0]
@@ -136,7 +149,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.max_examples:
     splits = {k: tuple(a[:config.max_examples] for a in v) for k, v in splits.items()}
   keys = jax.vmap(jax.random.key)(jnp.arange(config.seed, config.seed + config.seeds))
-  methods = ["entropy"] + [f"pseudo_label_{r}" for r in config.pl_rounds]
+  methods = ["entropy"] + [f"pseudo_label_{r}" for r in config.pl_rounds] + ["improved"]
   t0 = time.time()
   out: dict[str, np.ndarray] = {}
 
@@ -168,15 +181,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     p = phase(m, lambda st, d, q, m=m: st.self_train(d, q, m), seeds, p_src)
     out[m], out[m + "_val"] = map(np.asarray, phase("scores", _Setup.scores, seeds, p))
   seconds = time.time() - t0
-  # Label-free model selection on the target: best source validation accuracy
-  # (mean over seeds) among the self-trained models.
-  best = max(methods, key=lambda m: float(out[m + "_val"].mean()))
+  # What label-free selection by source validation accuracy (mean over seeds)
+  # would choose among the self-trained models; reported, not used.
+  val_pick = max(methods, key=lambda m: float(out[m + "_val"].mean()))
+  improved = config.improved.name
   results = {
       "variant": config.variant, "seeds": int(config.seeds),
       "source_only": _stats(out["source_only"]),
       "self_trained": {**_stats(out["entropy"]), "method": "entropy minimisation (paper)"},
-      "best": {**_stats(out[best]), "method": best,
-               "selected_by": "source validation accuracy (no target labels)"},
+      "best": {**_stats(out["improved"]), "method": improved,
+               "recipe": config.improved.to_dict(),
+               "selected_by": "none: a fixed recipe, last iterate (no target labels)"},
+      "source_val_pick": val_pick.replace("improved", improved),
       "oracle": _stats(out["oracle"]),
       "methods": {m: {**_stats(out[m]), "source_val_acc_mean": float(out[m + "_val"].mean())}
                   for m in methods},
@@ -189,5 +205,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     print(f"{name:>16}: target acc {100 * s['target_acc_mean']:.2f} ± "
           f"{100 * s['target_acc_std']:.2f} (min {100 * s['target_acc_min']:.2f}, "
           f"max {100 * s['target_acc_max']:.2f})")
-  print(f"best by source validation: {best}; {seconds:.0f} s for {config.seeds} seeds")
+  print(f"improved recipe ({improved}): see 'improved'; source validation would pick "
+        f"{val_pick}; {seconds:.0f} s for {config.seeds} seeds")
   return results

@@ -122,6 +122,11 @@ def test_cmnist_smoke_end_to_end(tmp_path):
     assert set(res[key]) >= {"target_acc_mean", "target_acc_std", "target_acc_min",
                              "target_acc_max"}
   assert res["seeds"] == 2 and "method" in res["best"]
+  # "best" is the fixed improved recipe's last iterate, not a selection.
+  assert res["best"]["selected_by"].startswith("none")
+  assert res["best"]["target_acc_mean"] == res["methods"]["improved"]["target_acc_mean"]
+  assert res["source_val_pick"] in {"entropy", "pseudo_label_3", "pseudo_label_6",
+                                    res["best"]["method"]}
   assert res["oracle"]["target_acc_mean"] > 0.5  # Colour-blind: learns digits.
 
 
