@@ -92,6 +92,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # with the same recipe; plus the searched net fine-tuned from the supernet.
   c.final = ml_collections.ConfigDict()
   c.final.steps = 1500
+  c.final.seeds = 1         # From-scratch trainings per model (mean reported).
   c.final.finetune_steps = 500
   c.final.finetune_lr = 0.02
   c.final.mbv2_width_mults = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,

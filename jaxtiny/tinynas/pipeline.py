@@ -329,14 +329,14 @@ def run_search(config, sp: space_lib.SearchSpace, budget: space_lib.Budget,
 
 def _train_and_test(config, arch: arch_lib.Arch, name: str, splits: dict,
                     workdir: str, steps: int, params=None, state=None,
-                    recipe: train_lib.Recipe | None = None) -> float:
+                    recipe: train_lib.Recipe | None = None, seed_offset: int = 0) -> float:
   path = os.path.join(workdir, f"final_{name}.json")
   if os.path.exists(path):
     return _read_json(path)["test_acc"]
   x, y = splits["train"]
   log = _Logger(workdir, config, name, steps)
   params, state = train_lib.train_arch(arch, x, y, steps,
-                                       recipe or _recipe(config), config.seed,
+                                       recipe or _recipe(config), config.seed + seed_offset,
                                        params=params, state=state, on_step=log)
   predict = train_lib.predict_fn(arch)
   acc = train_lib.accuracy(lambda b: predict(params, state, b), *splits["test"])
@@ -373,10 +373,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                num_classes=sp.num_classes)
     arch_lib.save(mbv2, os.path.join(workdir, f"mbv2_{budget.name}.json"))
     steps = config.final.steps
-    acc_s = _train_and_test(config, arch, f"searched_{budget.name}", splits,
-                            workdir, steps)
-    acc_m = _train_and_test(config, mbv2, f"mbv2_{budget.name}", splits,
-                            workdir, steps)
+    # From-scratch trainings, one per seed (seed 0 keeps the plain names).
+    accs_s, accs_m = [], []
+    for k in range(config.final.seeds):
+      tag = budget.name + (f"_seed{k}" if k else "")
+      accs_s.append(_train_and_test(config, arch, f"searched_{tag}", splits,
+                                    workdir, steps, seed_offset=k))
+      accs_m.append(_train_and_test(config, mbv2, f"mbv2_{tag}", splits,
+                                    workdir, steps, seed_offset=k))
+    acc_s, acc_m = float(np.mean(accs_s)), float(np.mean(accs_m))
     s0 = train_lib.recalibrate_bn(sp, trainer.params, trainer.state, best,
                                   splits["train"][0][:config.search.calib_size],
                                   min(250, config.search.calib_size))
@@ -391,12 +396,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "width_mult": sp.width_mult, "resolution": sp.resolution,
         "searched": {"arch": f"searched_{budget.name}.json",
                      **profile_lib.profile(arch), "supernet_val_acc": best_score,
-                     "test_acc": acc_s, "finetuned_test_acc": acc_f},
+                     "test_acc": acc_s, "test_acc_per_seed": accs_s,
+                     "test_acc_std": float(np.std(accs_s)),
+                     "finetuned_test_acc": acc_f},
         "mbv2": {"arch": f"mbv2_{budget.name}.json",
                  "width_mult": mbv2_w,
                  "resolution": mbv2.resolution, **profile_lib.profile(mbv2),
-                 "test_acc": acc_m},
+                 "test_acc": acc_m, "test_acc_per_seed": accs_m,
+                 "test_acc_std": float(np.std(accs_m))},
+        "final_seeds": int(config.final.seeds),
+        # Mean over seeds; per-seed margins pair the same seed of each model.
         "margin_points": 100 * (acc_s - acc_m),
+        "margin_points_per_seed": [100 * (a - b) for a, b in zip(accs_s, accs_m)],
         # This invocation's time on the budget (stages reused from an earlier,
         # interrupted run are not counted).
         "wall_seconds_this_run": time.time() - t_budget})
@@ -408,6 +419,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return out
 
 
+def _acc_cell(m: dict) -> str:
+  per_seed = m.get("test_acc_per_seed") or []
+  if len(per_seed) > 1:
+    return (f"{100 * m['test_acc']:.2f}% ± {100 * m['test_acc_std']:.2f} "
+            f"({len(per_seed)} seeds)")
+  return f"{100 * m['test_acc']:.2f}%"
+
+
 def format_results(results: list[dict]) -> str:
   lines = ["| budget (SRAM / Flash) | model | (W, R) | MMACs | params | peak act. "
            "| flash | test acc |", "|---|---|---|---|---|---|---|---|"]
@@ -416,12 +435,13 @@ def format_results(results: list[dict]) -> str:
     for name, m, wr in (
         ("TinyNAS (scratch)", r["searched"], (r["width_mult"], r["resolution"])),
         ("TinyNAS (fine-tuned)", dict(r["searched"],
-                                      test_acc=r["searched"]["finetuned_test_acc"]),
+                                      test_acc=r["searched"]["finetuned_test_acc"],
+                                      test_acc_per_seed=[]),
          (r["width_mult"], r["resolution"])),
         ("MobileNetV2 scaled", r["mbv2"], (r["mbv2"]["width_mult"],
                                            r["mbv2"]["resolution"]))):
       lines.append(
           f"| {b} | {name} | ({wr[0]:g}, {wr[1]}) | {m['macs'] / 1e6:.2f} | "
           f"{m['params'] / 1e3:.1f}k | {m['peak_activation_bytes'] / 1024:.1f} kB"
-          f" | {m['flash_bytes'] / 1024:.1f} kB | {100 * m['test_acc']:.2f}% |")
+          f" | {m['flash_bytes'] / 1024:.1f} kB | {_acc_cell(m)} |")
   return "\n".join(lines) + "\n"

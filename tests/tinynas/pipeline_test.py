@@ -67,6 +67,17 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
   assert again["results"][0]["wall_seconds_this_run"] < \
       out["results"][0]["wall_seconds_this_run"]
   assert os.path.getmtime(weights) == stamp
+  # More seeds: seed 0 is reused, seed 1 is trained, the mean is reported.
+  config2 = mcunet_config.get_config("smoke")
+  with config2.unlocked():
+    config2.final.seeds = 2
+  two = pipeline.run(config2, workdir)["results"][0]
+  for m in ("searched", "mbv2"):
+    accs = two[m]["test_acc_per_seed"]
+    assert len(accs) == 2 and accs[0] == res[m]["test_acc"]
+    assert abs(two[m]["test_acc"] - (accs[0] + accs[1]) / 2) < 1e-12
+  assert os.path.exists(os.path.join(workdir, "final_searched_sram24k-flash160k_seed1.json"))
+  assert "(2 seeds)" in open(os.path.join(workdir, "results.md")).read()
 
 
 _TWO_DEVICE_SCRIPT = r"""
