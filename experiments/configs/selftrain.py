@@ -24,12 +24,12 @@ Variants (the part after ':'):
                   "best") and a colour-blind oracle. Paper: 82% -> 91% (one
                   fortunate seed; the authors' script averages 81.95% ->
                   83.89% over six seeds here). Measured (5 seeds): source
-                  81.19%, entropy 81.36%, improved 88.98%, oracle 96.87%.
+                  81.19%, entropy 81.36%, improved 89.77%, oracle 96.87%.
   cmnist10_p97    the same at p = 0.97 (paper: 72% -> 67%, self-training
                   hurts). Measured: source 71.54%, entropy 64.04%, improved
-                  75.94%.
+                  76.42%.
   cmnist2         binary (digit < 5), Gaussian colours (paper: 94% -> 96%).
-                  Measured: source 88.17%, entropy 92.70%, improved 90.76%.
+                  Measured: source 88.17%, entropy 92.70%, improved 93.27%.
   celeba          CelebA, gender with blond hair as the spurious feature:
                   source = blond males + dark females only (1,250 / 1,749),
                   target = the natural mix (57,803), 32x32 images in [-1, 1],
