@@ -9,7 +9,8 @@ Prints, measured in the same process:
      not a jaxtiny dependency). Target: JAX/PyTorch < 1.0 (aim 0.5).
   2. Sanitization overhead: private vs non-private JAX generator step
      (target <= 1.1x).
-  3. Stage-1 warm-start throughput: a vmapped chunk vs the same
+  3. Stage-1 warm-start throughput: a vmapped chunk and an unrolled chunk
+     (one program, each member its own plain convolutions) vs the same
      discriminators one after another (target: vmap >= 1.4x), and the
      vmapped chunk sharded over 1 and 2 simulated CPU devices (each in its own
      subprocess, since the device count is fixed when JAX starts).
@@ -111,7 +112,13 @@ def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
   t_seq = _best(lambda: jax.block_until_ready(
       [single(gs[i], gs[i].params, ds[i], x[i], y[i], keys[i]) for i in range(chunk)]),
       iters, 2)
-  return {"vmap": t_vmap, "sequential": t_seq}
+
+  def unrolled(*args):  # The "unrolled" warm-up mode: one program, no grouped convs.
+    outs = [warm(*jax.tree.map(lambda a: a[i], args)) for i in range(chunk)]
+    return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+  un = jax.jit(unrolled)
+  t_un = _best(lambda: jax.block_until_ready(un(g, g.params, d, x, y, keys)), iters, 2)
+  return {"vmap": t_vmap, "sequential": t_seq, "unrolled": t_un}
 
 
 def sharded_warmstart_ms(chunk: int, iters: int, num_devices: int) -> float:
@@ -263,7 +270,8 @@ def main(argv):
   w = warmstart_times(_CHUNK.value, max(1, _ITERS.value // 2))
   print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} DCGAN pairs, ms per chunk iteration:")
   print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
-        f"throughput vmap/sequential {w['sequential'] / w['vmap']:.2f}x |")
+        f"unrolled {w['unrolled']:.0f} | throughput vs sequential: vmap "
+        f"{w['sequential'] / w['vmap']:.2f}x, unrolled {w['sequential'] / w['unrolled']:.2f}x |")
   times = {int(n): _sharded_in_subprocess(_CHUNK.value, max(1, _ITERS.value // 2), int(n))
            for n in _DEVICES.value}
   if times:

@@ -148,10 +148,18 @@ class Networks:
     warm = functools.partial(steps.iteration, noise_multiplier=0.0,
                              sanitize=False, **common)
     # Stage 1 runs a chunk of (generator, discriminator, shard) triples per
-    # call: under vmap (accelerators) or one after another (CPU, where XLA
-    # lowers convolutions with per-example weights to slow grouped convs).
+    # call: under vmap (accelerators), one after another (CPU, where XLA
+    # lowers convolutions with per-example weights to slow grouped convs), or
+    # "unrolled": one compiled program holding each member's own step, so the
+    # stacked chunk stays one call without grouped convolutions.
     if config.warmup_mode == "vmap":
       self.warm_iteration = jax.jit(jax.vmap(warm))
+    elif config.warmup_mode == "unrolled":
+      def unrolled(g, ema, d, x, y, keys):
+        outs = [warm(*jax.tree.map(lambda a: a[i], (g, ema, d, x, y, keys)))
+                for i in range(x.shape[0])]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+      self.warm_iteration = jax.jit(unrolled)
     elif config.warmup_mode == "sequential":
       single = jax.jit(warm)
 
@@ -161,7 +169,8 @@ class Networks:
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
       self.warm_iteration = sequential
     else:
-      raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap' or 'sequential'.")
+      raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap', 'sequential' "
+                       "or 'unrolled'.")
     gen = self.gen
     self.generate = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
 

@@ -120,7 +120,8 @@ def test_smoke_run_and_resume_after_crash(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_vmap_and_sequential_warm_start_agree(tmp_path):
-  """The accelerator path (vmap over a chunk) trains the same discriminators."""
+  """The accelerator path (vmap over a chunk) and the unrolled chunk train the
+  same discriminators as the sequential path."""
   require_prepared("mnist")
   from jaxtiny import data
   from jaxtiny.gswgan.train import get_networks, warm_start_bank
@@ -129,7 +130,7 @@ def test_vmap_and_sequential_warm_start_agree(tmp_path):
   import jax
   images, labels = data.load("mnist", "train")
   banks = {}
-  for mode in ("sequential", "vmap"):
+  for mode in ("sequential", "vmap", "unrolled"):
     c = _config()
     with c.unlocked():
       c.warmup_mode = mode
@@ -141,9 +142,10 @@ def test_vmap_and_sequential_warm_start_agree(tmp_path):
     warm_start_bank(c, nets, bank, images, labels, shards, jax.random.key(1),
                     metrics.MetricWriter(str(tmp_path / mode)))
     banks[mode] = [bank.get(k) for k in range(c.num_discriminators)]
-  for a, b in zip(banks["sequential"], banks["vmap"]):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-      np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
+  for mode in ("vmap", "unrolled"):
+    for a, b in zip(banks["sequential"], banks[mode]):
+      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
 
 
 def test_cli_refuses_impossible_budget_with_clear_error(tmp_path):
