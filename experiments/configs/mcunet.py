@@ -10,10 +10,12 @@ Variants (the part after ':'):
          population 32 for 4 generations, and searched-vs-MobileNetV2 trained
          from scratch with one recipe. Reduced from the paper for 2 CPU cores:
          batch 64, 1,500-step trainings, a 20,000-image supernet subset,
-         1,000-image search validation. Measured at 32 kB: searched 87.61%
-         vs scaled MobileNetV2 87.25% (+0.36 points; the issue's +1 point
-         target is missed at this length); about 55 minutes for that budget
-         on 2 shared cores, the 64 kB budget about twice as long.
+         1,000-image search validation, 3 seeds per final model. Measured
+         at 32 kB: searched 87.73% ± 0.24 vs scaled MobileNetV2 86.50% ±
+         0.53 (+1.23 points, per seed +0.36 / +1.97 / +1.37: the issue's +1
+         point target is met in the 3-seed mean); at 64 kB (one seed so
+         far) 89.38% vs 89.07%. About 2 h 25 min for both budgets with one
+         seed on 2 shared cores; each extra seed adds about 35 min.
   paper  the same pipeline at the paper's search settings for an
          accelerator: population 100, 20 generations, all four
          progressive-shrinking phases, full data and longer training.
@@ -92,7 +94,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # with the same recipe; plus the searched net fine-tuned from the supernet.
   c.final = ml_collections.ConfigDict()
   c.final.steps = 1500
-  c.final.seeds = 1         # From-scratch trainings per model (mean reported).
+  c.final.seeds = 3         # From-scratch trainings per model (mean reported).
   c.final.finetune_steps = 500
   c.final.finetune_lr = 0.02
   c.final.mbv2_width_mults = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,
@@ -142,6 +144,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.search.calib_size = 64
     c.search.val_size = 64
     c.final.steps = 4
+    c.final.seeds = 1
     c.final.finetune_steps = 2
     c.final.mbv2_width_mults = (0.1, 0.15, 0.2)
     c.val_size = 200
