@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
+from jaxtiny.gswgan import train
 from jaxtiny.train import distributed
 
 _GENERATORS = flags.DEFINE_list("generators", ["dcgan", "resnet"], "Generators to time.")
@@ -113,10 +114,8 @@ def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
       [single(gs[i], gs[i].params, ds[i], x[i], y[i], keys[i]) for i in range(chunk)]),
       iters, 2)
 
-  def unrolled(*args):  # The "unrolled" warm-up mode: one program, no grouped convs.
-    outs = [warm(*jax.tree.map(lambda a: a[i], args)) for i in range(chunk)]
-    return jax.tree.map(lambda *a: jnp.stack(a), *outs)
-  un = jax.jit(unrolled)
+  # The "unrolled" warm-up mode: one program, no grouped convs.
+  un = jax.jit(functools.partial(train.map_members, warm))
   t_un = _best(lambda: jax.block_until_ready(un(g, g.params, d, x, y, keys)), iters, 2)
   return {"vmap": t_vmap, "sequential": t_seq, "unrolled": t_un}
 

@@ -132,6 +132,14 @@ def get_networks(config) -> "Networks":
   return _NETWORKS[key]
 
 
+def map_members(fn, *args):
+  """fn applied to each member of stacked pytrees (leading axis), restacked:
+  a loop of calls, or, traced under jit, one program holding every call."""
+  n = jax.tree.leaves(args)[0].shape[0]
+  outs = [fn(*jax.tree.map(lambda a: a[i], args)) for i in range(n)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
 class Networks:
   """The static pieces of a run: networks, optimizers, jitted steps."""
 
@@ -155,19 +163,9 @@ class Networks:
     if config.warmup_mode == "vmap":
       self.warm_iteration = jax.jit(jax.vmap(warm))
     elif config.warmup_mode == "unrolled":
-      def unrolled(g, ema, d, x, y, keys):
-        outs = [warm(*jax.tree.map(lambda a: a[i], (g, ema, d, x, y, keys)))
-                for i in range(x.shape[0])]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-      self.warm_iteration = jax.jit(unrolled)
+      self.warm_iteration = jax.jit(functools.partial(map_members, warm))
     elif config.warmup_mode == "sequential":
-      single = jax.jit(warm)
-
-      def sequential(g, ema, d, x, y, keys):
-        outs = [single(*jax.tree.map(lambda a: a[i], (g, ema, d, x, y, keys)))
-                for i in range(x.shape[0])]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-      self.warm_iteration = sequential
+      self.warm_iteration = functools.partial(map_members, jax.jit(warm))
     else:
       raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap', 'sequential' "
                        "or 'unrolled'.")
