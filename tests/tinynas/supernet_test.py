@@ -45,6 +45,23 @@ def test_depthwise_matches_xla_and_its_gradient(k, stride, size):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("budget_images", [1, 4, 100])
+def test_depthwise_filter_gradient_is_the_same_in_cache_sized_chunks(
+    budget_images, monkeypatch):
+  # 6 images: a budget of 4 images rounds down to chunks of 3 (a divisor),
+  # 1 gives six chunks, 100 a single unchunked pass.
+  k, stride = 5, 2
+  x = jax.random.normal(jax.random.key(0), (6, 11, 11, 7))
+  w = jax.random.normal(jax.random.key(1), (k, k, 1, 7))
+  per_image = ((11 + 4) ** 2 * 7 + 6 * 6 * 7) * 4
+  monkeypatch.setattr(conv_lib, "_FILTER_GRAD_CHUNK_BYTES",
+                      budget_images * per_image)
+  loss = lambda f: lambda w: jnp.sum(jnp.sin(f(x, w)))
+  g_ours = jax.grad(loss(lambda x, w: conv_lib.depthwise_conv2d(x, w, stride)))(w)
+  g_ref = jax.grad(loss(lambda x, w: model.conv(x, w, stride, 7)))(w)
+  np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-4)
+
+
 def test_elastic_kernel_is_plain_crop_with_identity_transforms():
   params, _ = supernet.init(SPACE, jax.random.key(0))
   slot = params["slots"][2]
