@@ -22,6 +22,10 @@ All activation figures assume int8 activations (1 byte per element).
   flash_bytes         int8 weights plus, per output channel of every conv and
                       linear layer, a 4-byte bias, multiplier and shift (BN
                       folded into the conv).
+  sram_bytes          peak SRAM of the TinyEngine memory plan
+                      (`jaxtiny.tinyengine.schedule`): one arena with in-place
+                      depthwise and residual adds, input and logits included,
+                      plus the shared im2col / depthwise scratch buffer.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ import dataclasses
 import json
 import sys
 
+from jaxtiny.tinyengine import schedule
 from jaxtiny.tinynas import arch as arch_lib
 
 # Per output channel after BN folding: int32 bias, int32 multiplier, int32 shift.
 PER_CHANNEL_BYTES = 12
 KEYS = ("macs", "params", "peak_activation_bytes",
-        "peak_activation_inplace_bytes", "flash_bytes")
+        "peak_activation_inplace_bytes", "flash_bytes", "sram_bytes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +95,12 @@ def ops(arch: arch_lib.Arch) -> list[Op]:
   return out
 
 
-def profile(arch: arch_lib.Arch) -> dict[str, int]:
-  """The five figures of the module docstring, as a dict with exactly KEYS."""
+def profile(arch: arch_lib.Arch, sram: bool = True) -> dict[str, int]:
+  """The figures of the module docstring, as a dict with exactly KEYS
+  (without `sram_bytes` when `sram` is false: planning the arena costs about
+  5x the rest, which matters when sampling thousands of subnets)."""
   layers = ops(arch)
-  return {
+  out = {
       "macs": sum(o.macs for o in layers),
       "params": sum(o.weights + o.bn_or_bias for o in layers),
       "peak_activation_bytes": max(o.act_bytes for o in layers),
@@ -101,6 +108,9 @@ def profile(arch: arch_lib.Arch) -> dict[str, int]:
       "flash_bytes": sum(o.weights + PER_CHANNEL_BYTES * o.out_channels
                          for o in layers),
   }
+  if sram:
+    out["sram_bytes"] = schedule.plan_memory(schedule.op_specs(arch)).peak_bytes
+  return out
 
 
 def _human(n: int, unit: str = "") -> str:

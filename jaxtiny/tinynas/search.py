@@ -35,7 +35,8 @@ class Constraint:
   def profile(self, choice: Choice) -> dict:
     if choice not in self._cache:
       self._cache[choice] = profile_lib.profile(
-          space_lib.to_arch(self.space, choice))
+          space_lib.to_arch(self.space, choice),
+          sram=self.budget.needs_sram_plan)
     return self._cache[choice]
 
   def fits(self, choice: Choice) -> bool:

@@ -140,6 +140,11 @@ class Budget:
   def name(self) -> str:
     return f"sram{self.sram_bytes // 1024}k-flash{self.flash_bytes // 1024}k"
 
+  @property
+  def needs_sram_plan(self) -> bool:
+    """Whether `fits` reads the memory planner's figure (costlier)."""
+    return self.sram_metric == "sram_bytes"
+
   def fits(self, prof: dict) -> bool:
     return (prof[self.sram_metric] <= self.sram_bytes
             and prof["flash_bytes"] <= self.flash_bytes)
@@ -181,7 +186,8 @@ def evaluate_space(space: SearchSpace, budget: Budget, num_samples: int,
                    rng: np.random.Generator) -> SpaceStats:
   macs = []
   for _ in range(num_samples):
-    prof = profile_lib.profile(to_arch(space, sample(space, rng)))
+    prof = profile_lib.profile(to_arch(space, sample(space, rng)),
+                               sram=budget.needs_sram_plan)
     if budget.fits(prof):
       macs.append(prof["macs"])
   return SpaceStats(space, num_samples, np.sort(np.asarray(macs, np.float64)))

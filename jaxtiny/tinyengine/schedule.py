@@ -1,0 +1,377 @@
+"""Memory planning for deployment: tensor lifetimes, in-place reuse, one
+static arena, and a TF-Lite-Micro-style baseline planner.
+
+  specs = op_specs(arch)                       # every op's shapes, batch 1
+  plan = plan_memory(specs)                    # TinyEngine-style
+  base = plan_memory(specs, strategy="greedy") # TF-Lite-Micro-style
+  plan.peak_bytes, plan.offsets["b3.dw"], plan.scratch_bytes
+
+Time is the op index. The input is copied into the arena before op 0 (time
+-1) and the logits are copied out after the last op (time len(specs)), so
+both count towards SRAM like every other tensor. A tensor is alive from the
+op that writes it to the last op that reads it, inclusive: while an op runs,
+its inputs and its output coexist, unless the op runs in place.
+
+Strategies:
+  tinyengine  what the generated code does: in-place depthwise (the output
+              overwrites its input's buffer, which is its input's last use;
+              after a stride-2 depthwise the tensor shrinks to a quarter of
+              the bytes) and in-place residual add (the sum overwrites the
+              addend read last). The only scratch is the depthwise kernels'
+              zero-point-padded channel plane: the generated pointwise
+              kernels fold the input zero point into the bias and read int8
+              directly, and the stem is a direct convolution (no im2col).
+              `scratch=`: "shared" is TinyEngine's layout, one buffer outside
+              the arena sized to the largest plane; "arena" gives each op's
+              scratch a buffer in the arena alive during that op only, so it
+              fills gaps next to the live tensors; "auto" (default) plans
+              both and keeps the smaller peak (on every network we have
+              planned, "arena").
+  greedy      what the interpreter baseline does (TF Lite Micro's layout):
+              no in-place ops; the generic kernels' scratch (im2col columns
+              of `tile` = 2 pixels for non-pointwise convolutions, as
+              CMSIS-NN) is a buffer of its own in the arena, alive during
+              its op only.
+
+Both strategies place buffers the same way: by size, largest first, each at the lowest
+offset that does not overlap a buffer placed earlier whose lifetime overlaps
+its own (first fit). Peak SRAM = arena + shared scratch.
+
+The module imports no JAX (the profiler command uses it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from jaxtiny.tinynas import arch as arch_lib
+
+CONV, DEPTHWISE, FC, AVGPOOL, ADD = ("conv", "depthwise", "fc", "avgpool",
+                                     "add")
+STRATEGIES = ("tinyengine", "greedy")
+INPUT, LOGITS = "input", "logits"
+
+
+class PlanError(ValueError):
+  """A graph the planner cannot lay out, or a budget it cannot meet."""
+
+
+Shape = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+  """One int8 op at batch 1: what it reads and writes and its geometry.
+  Shapes are (h, w, c); the pooled vector and logits are (1, 1, c)."""
+  kind: str
+  output: str
+  inputs: tuple[str, ...]
+  in_shape: Shape
+  out_shape: Shape
+  kernel: int = 1
+  stride: int = 1
+  pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+  @property
+  def pointwise(self) -> bool:
+    return (self.kind == CONV and self.kernel == 1 and self.stride == 1 and
+            self.pad == (0, 0, 0, 0))
+
+
+def nbytes(shape: Shape) -> int:
+  return shape[0] * shape[1] * shape[2]
+
+
+def op_specs(arch: arch_lib.Arch) -> list[OpSpec]:
+  """The deployed op sequence of `arch` (tensor names as `graph.fold`)."""
+  arch_lib.validate(arch)
+  specs = []
+
+  def conv(kind, src, dst, shape, cout, k, stride):
+    p = k // 2
+    ho = arch_lib.conv_out(shape[0], k, stride)
+    wo = arch_lib.conv_out(shape[1], k, stride)
+    out = (ho, wo, cout if kind == CONV else shape[2])
+    specs.append(OpSpec(kind, dst, (src,), shape, out, k, stride,
+                        (p, p, p, p)))
+    return out
+
+  r = arch.resolution
+  shape = conv(CONV, INPUT, "stem", (r, r, arch.in_channels),
+               arch.stem_channels, arch.stem_kernel, arch.stem_stride)
+  cur = "stem"
+  for i, b in enumerate(arch.blocks):
+    block_in, block_shape = cur, shape
+    if b.has_expand:
+      shape = conv(CONV, cur, f"b{i}.expand", shape, b.mid_channels, 1, 1)
+      cur = f"b{i}.expand"
+    shape = conv(DEPTHWISE, cur, f"b{i}.dw", shape, b.mid_channels,
+                 b.kernel_size, b.stride)
+    shape = conv(CONV, f"b{i}.dw", f"b{i}.project", shape, b.out_channels, 1,
+                 1)
+    cur = f"b{i}.project"
+    if b.shortcut:
+      if shape != block_shape:
+        raise PlanError(f"block {i}: shortcut between shapes {block_shape} "
+                        f"and {shape}.")
+      specs.append(OpSpec(ADD, f"b{i}.add", (cur, block_in), shape, shape))
+      cur = f"b{i}.add"
+  if arch.mix_channels is not None:
+    shape = conv(CONV, cur, "mix", shape, arch.mix_channels, 1, 1)
+    cur = "mix"
+  specs.append(OpSpec(AVGPOOL, "pool", (cur,), shape, (1, 1, shape[2])))
+  specs.append(OpSpec(FC, LOGITS, ("pool",), (1, 1, shape[2]),
+                      (1, 1, arch.num_classes)))
+  return specs
+
+
+def im2col_bytes(spec: OpSpec, tile: int) -> int:
+  """Scratch of the generic im2col convolution for `tile` output pixels
+  (int16 columns; `tk_convolve_s8_get_buffer_size`)."""
+  return 2 * tile * spec.kernel * spec.kernel * spec.in_shape[2]
+
+
+def plane_bytes(spec: OpSpec) -> int:
+  """Scratch of a generated depthwise kernel: one zero-point-padded input
+  channel plane (the window of the last output row/column may reach past
+  the symmetric padding)."""
+  h, w, _ = spec.in_shape
+  ho, wo, _ = spec.out_shape
+  pt, _, pl, _ = spec.pad
+  ph = max(h + pt, (ho - 1) * spec.stride + spec.kernel)
+  pw = max(w + pl, (wo - 1) * spec.stride + spec.kernel)
+  return ph * pw
+
+
+def scratch_need(spec: OpSpec, strategy: str, tile: int = 2) -> int:
+  """Bytes of scratch `spec` needs under `strategy` (see module doc)."""
+  if strategy == "tinyengine":
+    return plane_bytes(spec) if spec.kind == DEPTHWISE else 0
+  if spec.kind == CONV and not spec.pointwise:
+    return im2col_bytes(spec, tile)
+  return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+  """A buffer holds `nbytes` over ops start..end (inclusive)."""
+  start: int
+  end: int
+  nbytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+  """One arena region and the tensors it holds in turn (more than one when
+  ops run in place), with one segment per tensor."""
+  name: str
+  tensors: tuple[str, ...]
+  segments: tuple[Segment, ...]
+
+  @property
+  def nbytes(self) -> int:
+    return max(s.nbytes for s in self.segments)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  strategy: str
+  specs: tuple[OpSpec, ...]
+  buffers: tuple[Buffer, ...]
+  buffer_offsets: dict[str, int]       # buffer name -> arena offset
+  offsets: dict[str, int]              # tensor name -> arena offset
+  inplace: frozenset[str]              # outputs of ops that run in place
+  scratch_per_op: tuple[int, ...]      # bytes each op needs
+  scratch_bytes: int                   # shared scratch (0 for "greedy")
+  scratch_offsets: dict[int, int]      # "greedy": op index -> arena offset
+  tile: int                            # "greedy": im2col tile (pixels)
+  arena_bytes: int
+
+  @property
+  def peak_bytes(self) -> int:
+    """Peak SRAM of activations: arena + shared scratch."""
+    return self.arena_bytes + self.scratch_bytes
+
+  def live_bytes(self) -> list[int]:
+    """Bytes in live buffers at each time -1 .. len(specs) (no
+    fragmentation; the arena can be no smaller than the largest)."""
+    n = len(self.specs)
+    live = [0] * (n + 2)
+    for b in self.buffers:
+      for t in range(-1, n + 1):
+        live[t + 1] += max((s.nbytes for s in b.segments
+                            if s.start <= t <= s.end), default=0)
+    return live
+
+  def summary(self) -> dict:
+    return {"strategy": self.strategy, "arena_bytes": self.arena_bytes,
+            "scratch_bytes": self.scratch_bytes, "peak_bytes": self.peak_bytes,
+            "tile": self.tile, "inplace_ops": len(self.inplace),
+            "max_live_bytes": max(self.live_bytes())}
+
+
+def _lifetimes(specs: Sequence[OpSpec]) -> dict[str, tuple[int, int]]:
+  n = len(specs)
+  birth = {INPUT: -1}
+  last: dict[str, int] = {}
+  for i, s in enumerate(specs):
+    for name in s.inputs:
+      if name not in birth:
+        raise PlanError(f"op {i} ({s.kind} -> {s.output}) reads {name!r} "
+                        "before any op writes it.")
+      last[name] = i
+    if s.output in birth:
+      raise PlanError(f"tensor {s.output!r} is written twice (op {i}).")
+    birth[s.output] = i
+  if LOGITS not in birth:
+    raise PlanError(f"no op writes {LOGITS!r}.")
+  last[LOGITS] = n
+  return {t: (birth[t], last.get(t, birth[t])) for t in birth}
+
+
+def _shapes(specs: Sequence[OpSpec]) -> dict[str, Shape]:
+  shapes = {INPUT: specs[0].in_shape}
+  for s in specs:
+    shapes[s.output] = s.out_shape
+  return shapes
+
+
+def _inplace_source(spec: OpSpec, i: int, life: dict[str, tuple[int, int]],
+                    shapes: dict[str, Shape]) -> str | None:
+  """The input whose buffer op i may overwrite, if any (TinyEngine)."""
+  if spec.kind == DEPTHWISE:
+    src = spec.inputs[0]
+    fits = nbytes(spec.out_shape) <= nbytes(shapes[src])
+    return src if life[src][1] == i and fits else None
+  if spec.kind == ADD:
+    for src in spec.inputs:
+      if life[src][1] == i and shapes[src] == spec.out_shape:
+        return src
+  return None
+
+
+def _place(buffers: Sequence[Buffer]) -> dict[str, int]:
+  """Largest first, each at the lowest offset clear of every time-overlapping
+  segment of the buffers placed before it."""
+  order = sorted(buffers, key=lambda b: (-b.nbytes, b.segments[0].start,
+                                         b.name))
+  placed: list[tuple[Buffer, int]] = []
+  offsets = {}
+  for b in order:
+    conflicts = []                   # (own size, other's start, other's end)
+    for other, off in placed:
+      for sb in b.segments:
+        for so in other.segments:
+          if sb.start <= so.end and so.start <= sb.end:
+            conflicts.append((sb.nbytes, off, off + so.nbytes))
+    candidates = sorted({0} | {hi for _, _, hi in conflicts})
+    for cand in candidates:
+      if all(cand + size <= lo or cand >= hi for size, lo, hi in conflicts):
+        offsets[b.name] = cand
+        placed.append((b, cand))
+        break
+  return offsets
+
+
+def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
+                tile: int = 2,
+                budget_bytes: int | None = None,
+                scratch: str = "auto") -> Plan:
+  """Lays out every activation of `specs` in one arena (see module doc).
+
+  `tile`: the "greedy" im2col tile in output pixels; `budget_bytes`, when
+  given, is the SRAM the plan must fit (peak), else PlanError says by how
+  much it is exceeded.
+  """
+  if strategy not in STRATEGIES:
+    raise PlanError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+  if not specs:
+    raise PlanError("no ops to plan.")
+  specs = tuple(specs)
+  life = _lifetimes(specs)
+  shapes = _shapes(specs)
+
+  # Aliases: a chain of tensors sharing one buffer (in-place ops).
+  owner = {t: t for t in life}
+  inplace = set()
+  if strategy == "tinyengine":
+    for i, s in enumerate(specs):
+      src = _inplace_source(s, i, life, shapes)
+      if src is not None:
+        owner[s.output] = owner[src]
+        inplace.add(s.output)
+  chains: dict[str, list[str]] = {}
+  for t in sorted(life, key=lambda t: life[t][0]):
+    chains.setdefault(owner[t], []).append(t)
+  buffers = [Buffer(root, tuple(ts),
+                    tuple(Segment(life[t][0], life[t][1], nbytes(shapes[t]))
+                          for t in ts))
+             for root, ts in chains.items()]
+
+  # Scratch.
+  greedy = strategy == "greedy"
+  if tile < 1:
+    raise PlanError(f"tile must be >= 1, got {tile}.")
+  need = tuple(scratch_need(s, strategy, tile) for s in specs)
+  if scratch not in ("auto", "shared", "arena"):
+    raise PlanError(f"scratch must be 'auto', 'shared' or 'arena', got "
+                    f"{scratch!r}.")
+  if greedy:
+    scratch = "arena"
+  elif scratch == "auto":
+    shared = plan_memory(specs, strategy, tile, scratch="shared")
+    in_arena = plan_memory(specs, strategy, tile, scratch="arena")
+    plan = min(shared, in_arena, key=lambda p: p.peak_bytes)
+    _check_budget(plan, budget_bytes)
+    return plan
+  if scratch == "arena":
+    for i, b in enumerate(need):
+      if b:
+        buffers.append(Buffer(f"scratch{i}", (), (Segment(i, i, b),)))
+  buffer_offsets = _place(buffers)
+  arena = max(buffer_offsets[b.name] + b.nbytes for b in buffers)
+  offsets = {t: buffer_offsets[b.name] for b in buffers for t in b.tensors}
+  in_arena = scratch == "arena"
+  scratch_offsets = ({i: buffer_offsets[f"scratch{i}"]
+                      for i, b in enumerate(need) if b} if in_arena else {})
+  plan = Plan(strategy, specs, tuple(buffers), buffer_offsets, offsets,
+              frozenset(inplace), need, 0 if in_arena else max(need),
+              scratch_offsets, tile, arena)
+  _check_budget(plan, budget_bytes)
+  return plan
+
+
+def _check_budget(plan: Plan, budget_bytes: int | None) -> None:
+  if budget_bytes is not None and plan.peak_bytes > budget_bytes:
+    raise PlanError(
+        f"the planned peak SRAM is {plan.peak_bytes:,} B (arena "
+        f"{plan.arena_bytes:,} + scratch {plan.scratch_bytes:,}), "
+        f"{plan.peak_bytes - budget_bytes:,} B over the budget of "
+        f"{budget_bytes:,} B; choose a smaller network or resolution.")
+
+
+def check_plan(plan: Plan) -> None:
+  """Raises PlanError if two tensors that are alive at the same time share
+  any arena byte (aliases of one in-place op excepted), or a scratch buffer
+  overlaps a live tensor."""
+  life = _lifetimes(plan.specs)
+  shapes = _shapes(plan.specs)
+  items = [(t, plan.offsets[t], nbytes(shapes[t]), life[t][0], life[t][1])
+           for t in life]
+  items += [(f"scratch of op {i}", off, plan.scratch_per_op[i], i, i)
+            for i, off in plan.scratch_offsets.items()]
+  alias = {}
+  for b in plan.buffers:
+    for t in b.tensors:
+      alias[t] = b.name
+  for a in range(len(items)):
+    for c in range(a + 1, len(items)):
+      ta, oa, sa, ba, ea = items[a]
+      tc, oc, sc, bc, ec = items[c]
+      if ba <= ec and bc <= ea and oa < oc + sc and oc < oa + sa:
+        if alias.get(ta) is not None and alias.get(ta) == alias.get(tc):
+          continue
+        raise PlanError(f"{ta} [{oa}, {oa + sa}) and {tc} [{oc}, {oc + sc}) "
+                        f"overlap while both are alive (ops {max(ba, bc)}.."
+                        f"{min(ea, ec)}).")
