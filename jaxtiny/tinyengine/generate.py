@@ -1,0 +1,557 @@
+"""Model-adaptive C code generation: one quantized network -> `model.h` and
+`model.c`, with the memory plan baked in.
+
+  files = generate(arch, qgraph)              # {"model.h": ..., "model.c": ...}
+  write_files(files, out_dir)                 # atomically
+  python -m jaxtiny.tinyengine.generate --weights=W.npz --out=DIR \
+      [--arch=A.json] [--calib=1000] [--budget-kb=N]
+
+What the generated program is:
+  - every weight, folded bias, Q31 multiplier and shift as a `const` array
+    (Flash); biases of the depthwise and pointwise convolutions have the
+    input zero point folded in (bias - zp_in * sum(w)), so their inner loops
+    multiply raw int8 values;
+  - one static arena of exactly the planned size (`schedule.plan_memory`,
+    "tinyengine" strategy): the input is written into it (see
+    `model_input_buffer`), every tensor lives at its planned offset,
+    depthwise convolutions and residual adds run in place;
+  - `model_invoke(input, output)`: the op sequence as straight-line calls
+    with every offset, shape and quantization constant written out (no
+    interpreter, no op table, no dispatch at run time);
+  - kernels specialised for the network: a direct convolution and a
+    depthwise convolution per (kernel size, stride) pair the network uses,
+    with the k*k taps fully unrolled, and one pointwise convolution; the
+    pooling, classifier and add come from the kernel library (`tk.h`).
+  - with `-DMODEL_POISON`, every arena byte that holds no live tensor is
+    overwritten before each op, so a tensor whose planned lifetime or place
+    is wrong corrupts the result instead of passing by luck.
+
+Generated files are plain C99 plus one GCC attribute (arena alignment), with
+no libc calls, so the same code compiles for the host and for a Cortex-M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from jaxtiny import fileio
+from jaxtiny.tinyengine import schedule
+from jaxtiny.tinynas import arch as arch_lib
+
+CONV, DEPTHWISE, FC, AVGPOOL, ADD = (schedule.CONV, schedule.DEPTHWISE,
+                                     schedule.FC, schedule.AVGPOOL,
+                                     schedule.ADD)
+MAX_KERNEL = 11
+MAX_STRIDE = 4
+
+
+class GenerateError(ValueError):
+  """A network the generator cannot emit code for (before any file is
+  written)."""
+
+
+# --------------------------------------------------------------- validation
+
+def _expect(cond: bool, msg: str) -> None:
+  if not cond:
+    raise GenerateError(msg)
+
+
+def check_graph(specs: Sequence[schedule.OpSpec], g) -> None:
+  """Raises GenerateError unless the quantized graph `g` (a `graph.QGraph`)
+  is the op sequence `specs` with weights of matching shapes."""
+  _expect(len(g.ops) == len(specs),
+          f"the weights do not match the architecture: {len(g.ops)} ops in "
+          f"the quantized graph, {len(specs)} in the architecture.")
+  _expect(tuple(g.input_shape) == specs[0].in_shape,
+          f"the weights do not match the architecture: input "
+          f"{tuple(g.input_shape)} vs {specs[0].in_shape}.")
+  for i, (op, s) in enumerate(zip(g.ops, specs)):
+    where = f"op {i} ({s.kind} -> {s.output})"
+    _expect(op.kind == s.kind and op.output == s.output and
+            tuple(op.inputs) == s.inputs,
+            f"the weights do not match the architecture at {where}: the "
+            f"quantized graph has {op.kind} {tuple(op.inputs)} -> {op.output}.")
+    a = op.args
+    if s.kind == CONV:
+      want = (s.out_shape[2], s.kernel, s.kernel, s.in_shape[2])
+    elif s.kind == DEPTHWISE:
+      want = (s.kernel, s.kernel, s.in_shape[2])
+    elif s.kind == FC:
+      want = (s.out_shape[2], s.in_shape[2])
+    else:
+      want = None
+    if want is not None:
+      w = a["w"]
+      _expect(tuple(w.shape) == want and w.dtype == np.int8,
+              f"the weights do not match the architecture at {where}: "
+              f"weights {w.dtype} {tuple(w.shape)}, expected int8 {want}.")
+      for key in ("bias", "m0", "shift"):
+        _expect(len(a[key]) == want[0] if s.kind != DEPTHWISE
+                else len(a[key]) == want[2],
+                f"the weights do not match the architecture at {where}: "
+                f"{key} has {len(a[key])} entries.")
+      if s.kind != FC:
+        _expect(tuple(a["pad"]) == s.pad and a["stride"] == s.stride,
+                f"the weights do not match the architecture at {where}: "
+                f"stride {a['stride']} / pad {a['pad']} vs {s.stride} / "
+                f"{s.pad}.")
+
+
+def check_supported(specs: Sequence[schedule.OpSpec]) -> None:
+  """Raises GenerateError for ops or shapes the kernels do not cover."""
+  for i, s in enumerate(specs):
+    where = f"op {i} ({s.kind} -> {s.output})"
+    _expect(s.kind in (CONV, DEPTHWISE, FC, AVGPOOL, ADD),
+            f"unsupported op {where}.")
+    if s.kind in (CONV, DEPTHWISE):
+      _expect(s.kernel % 2 == 1 and 1 <= s.kernel <= MAX_KERNEL,
+              f"unsupported {where}: kernel {s.kernel} (odd sizes 1..."
+              f"{MAX_KERNEL} only).")
+      _expect(1 <= s.stride <= MAX_STRIDE,
+              f"unsupported {where}: stride {s.stride} (1..{MAX_STRIDE}).")
+      _expect(s.pad == (s.kernel // 2,) * 4,
+              f"unsupported {where}: padding {s.pad} (only 'same').")
+    _expect(min(s.in_shape + s.out_shape) >= 1,
+            f"unsupported {where}: empty tensor {s.in_shape} -> "
+            f"{s.out_shape}.")
+    _expect(nbytes_ok(s), f"unsupported {where}: a tensor of more than "
+            "2^31 - 1 bytes.")
+
+
+def nbytes_ok(s: schedule.OpSpec) -> bool:
+  return max(schedule.nbytes(s.in_shape), schedule.nbytes(s.out_shape)) < 2**31
+
+
+# ------------------------------------------------------------------ C text
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24
+             ) -> str:
+  v = np.asarray(values).reshape(-1)
+  items = [str(int(x)) for x in v]
+  lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items),
+                                                            per_line)]
+  body = ",\n  ".join(lines)
+  return f"static const {ctype} {name}[{len(items)}] = {{\n  {body}\n}};\n"
+
+
+def _direct_conv_kernel(k: int, s: int) -> str:
+  return f"""
+/* Direct convolution, {k}x{k} stride {s}, 'same' padding (no im2col, no
+ * scratch): OHWI weights, padding taps skipped (they hold real zero). */
+static void conv_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
+                        int32_t cin, int32_t ho, int32_t wo, int32_t cout,
+                        const int8_t *wt, const int32_t *bias,
+                        const int32_t *mult, const int32_t *shift,
+                        int32_t zp_in, int32_t zp_out, int32_t lo, int32_t hi) {{
+  int32_t oy, ox, o, i, j, c;
+  for (oy = 0; oy < ho; ++oy) {{
+    for (ox = 0; ox < wo; ++ox) {{
+      const int32_t iy0 = oy * {s} - {k // 2}, ix0 = ox * {s} - {k // 2};
+      int8_t *dst = y + (oy * wo + ox) * cout;
+      for (o = 0; o < cout; ++o) {{
+        int32_t acc = bias[o];
+        for (i = 0; i < {k}; ++i) {{
+          const int32_t iy = iy0 + i;
+          if (iy < 0 || iy >= h) continue;
+          for (j = 0; j < {k}; ++j) {{
+            const int32_t ix = ix0 + j;
+            const int8_t *px, *pw;
+            if (ix < 0 || ix >= w) continue;
+            px = x + (iy * w + ix) * cin;
+            pw = wt + ((o * {k} + i) * {k} + j) * cin;
+            for (c = 0; c < cin; ++c) acc += ((int32_t)px[c] - zp_in) * pw[c];
+          }}
+        }}
+        acc = tk_requantize(acc, mult[o], shift[o]) + zp_out;
+        dst[o] = tk_clamp_s8(acc, lo, hi);
+      }}
+    }}
+  }}
+}}
+"""
+
+
+POINTWISE_KERNEL = """
+/* Pointwise (1x1) convolution on raw int8 inputs: the input zero point is
+ * folded into the bias. Two pixels and two output channels per step (four
+ * accumulators share each loaded weight and input). */
+static void pointwise(const int8_t *x, int8_t *y, int32_t npix, int32_t cin,
+                      int32_t cout, const int8_t *wt, const int32_t *bias,
+                      const int32_t *mult, const int32_t *shift,
+                      int32_t zp_out, int32_t lo, int32_t hi) {
+  int32_t p = 0, o, k;
+  for (; p + 1 < npix; p += 2) {
+    const int8_t *x0 = x + p * cin, *x1 = x0 + cin;
+    int8_t *y0 = y + p * cout, *y1 = y0 + cout;
+    for (o = 0; o + 1 < cout; o += 2) {
+      const int8_t *w0 = wt + o * cin, *w1 = w0 + cin;
+      int32_t a00 = bias[o], a01 = bias[o + 1], a10 = bias[o], a11 = bias[o + 1];
+      for (k = 0; k < cin; ++k) {
+        const int32_t u = x0[k], v = x1[k], f = w0[k], g = w1[k];
+        a00 += u * f; a01 += u * g; a10 += v * f; a11 += v * g;
+      }
+      y0[o] = tk_clamp_s8(tk_requantize(a00, mult[o], shift[o]) + zp_out, lo, hi);
+      y0[o + 1] = tk_clamp_s8(tk_requantize(a01, mult[o + 1], shift[o + 1]) + zp_out, lo, hi);
+      y1[o] = tk_clamp_s8(tk_requantize(a10, mult[o], shift[o]) + zp_out, lo, hi);
+      y1[o + 1] = tk_clamp_s8(tk_requantize(a11, mult[o + 1], shift[o + 1]) + zp_out, lo, hi);
+    }
+    for (; o < cout; ++o) {
+      const int8_t *w0 = wt + o * cin;
+      int32_t a0 = bias[o], a1 = bias[o];
+      for (k = 0; k < cin; ++k) { a0 += x0[k] * w0[k]; a1 += x1[k] * w0[k]; }
+      y0[o] = tk_clamp_s8(tk_requantize(a0, mult[o], shift[o]) + zp_out, lo, hi);
+      y1[o] = tk_clamp_s8(tk_requantize(a1, mult[o], shift[o]) + zp_out, lo, hi);
+    }
+  }
+  for (; p < npix; ++p) {
+    const int8_t *x0 = x + p * cin;
+    for (o = 0; o < cout; ++o) {
+      const int8_t *w0 = wt + o * cin;
+      int32_t a0 = bias[o];
+      for (k = 0; k < cin; ++k) a0 += x0[k] * w0[k];
+      y[p * cout + o] = tk_clamp_s8(tk_requantize(a0, mult[o], shift[o]) + zp_out, lo, hi);
+    }
+  }
+}
+"""
+
+
+def _depthwise_kernel(k: int, s: int) -> str:
+  taps = [(i, j) for i in range(k) for j in range(k)]
+  loads = "\n".join(f"    const int32_t k{i}_{j} = f[{i * k + j}];"
+                    for i, j in taps)
+  terms = " +\n              ".join(f"r[{i} * pw + {j}] * k{i}_{j}"
+                                    for i, j in taps)
+  return f"""
+/* Depthwise convolution, {k}x{k} stride {s}, channel by channel through one
+ * zero-point-padded plane (`plane`, ph x pw bytes; its border is filled once),
+ * taps unrolled, input zero point folded into the bias. Runs in place when
+ * y == x: channel c of output pixel p lands on channel c of input pixel p,
+ * already copied into the plane. Weights [C][{k}*{k}]. */
+static void dw_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
+                      int32_t c, int32_t ho, int32_t wo, int32_t ph,
+                      int32_t pw, const int8_t *wt, const int32_t *bias,
+                      const int32_t *mult, const int32_t *shift,
+                      int32_t zp_in, int32_t zp_out, int32_t lo, int32_t hi,
+                      int8_t *plane) {{
+  int32_t ch, i, j, oy, ox;
+  for (i = 0; i < ph; ++i)
+    for (j = 0; j < pw; ++j)
+      if (i < {k // 2} || i >= h + {k // 2} || j < {k // 2} || j >= w + {k // 2})
+        plane[i * pw + j] = (int8_t)zp_in;
+  for (ch = 0; ch < c; ++ch) {{
+    const int8_t *f = wt + ch * {k * k};
+{loads}
+    const int32_t b = bias[ch], m = mult[ch], sh = shift[ch];
+    for (i = 0; i < h; ++i)
+      for (j = 0; j < w; ++j)
+        plane[(i + {k // 2}) * pw + j + {k // 2}] = x[(i * w + j) * c + ch];
+    for (oy = 0; oy < ho; ++oy) {{
+      for (ox = 0; ox < wo; ++ox) {{
+        const int8_t *r = plane + oy * {s} * pw + ox * {s};
+        const int32_t acc = b + {terms};
+        y[(oy * wo + ox) * c + ch] =
+            tk_clamp_s8(tk_requantize(acc, m, sh) + zp_out, lo, hi);
+      }}
+    }}
+  }}
+}}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+  """The generated sources and what they were planned with."""
+  files: dict[str, str]
+  plan: schedule.Plan
+  flash_data_bytes: int         # const arrays: weights + per-channel params
+  input_offset: int
+  output_bytes: int
+
+
+def _fold_zero_point(w_rows: np.ndarray, bias: np.ndarray, zp_in: int
+                     ) -> np.ndarray:
+  """bias - zp_in * sum(w) per output channel, int32 (checked)."""
+  folded = (bias.astype(np.int64) -
+            int(zp_in) * w_rows.astype(np.int64).sum(axis=1))
+  if folded.min() < -2**31 or folded.max() >= 2**31:
+    raise GenerateError("a folded bias overflows int32.")
+  return folded.astype(np.int32)
+
+
+def _poison_table(plan: schedule.Plan) -> tuple[list[int], list[int], list[int]]:
+  """Per op, the merged arena ranges of tensors alive before it runs (the
+  op's inputs and everything read later); everything else may be poisoned."""
+  life = schedule._lifetimes(plan.specs)  # pylint: disable=protected-access
+  shapes = schedule._shapes(plan.specs)  # pylint: disable=protected-access
+  starts, lens, first = [], [], [0]
+  for i in range(len(plan.specs) + 1):
+    ranges = sorted((plan.offsets[t], plan.offsets[t] + schedule.nbytes(
+        shapes[t])) for t, (b, e) in life.items() if b < i <= e)
+    merged: list[list[int]] = []
+    for lo, hi in ranges:
+      if merged and lo <= merged[-1][1]:
+        merged[-1][1] = max(merged[-1][1], hi)
+      else:
+        merged.append([lo, hi])
+    for lo, hi in merged:
+      starts.append(lo)
+      lens.append(hi - lo)
+    first.append(len(starts))
+  return starts, lens, first
+
+
+def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
+             budget_bytes: int | None = None, name: str = "model",
+             verify_plan: bool = True) -> Generated:
+  """C sources for the quantized graph `g` of `arch` (see module doc).
+
+  Raises GenerateError / schedule.PlanError before producing anything when
+  the graph does not match the architecture, an op is unsupported, or the
+  plan misses `budget_bytes`.
+  """
+  specs = schedule.op_specs(arch)
+  check_supported(specs)
+  check_graph(specs, g)
+  if plan is None:
+    plan = schedule.plan_memory(specs, budget_bytes=budget_bytes)
+  elif budget_bytes is not None:
+    schedule._check_budget(plan, budget_bytes)  # pylint: disable=protected-access
+  if plan.strategy != "tinyengine":
+    raise GenerateError("generated code runs the 'tinyengine' plan (in-place "
+                        f"ops); got a {plan.strategy!r} plan.")
+  if verify_plan:
+    schedule.check_plan(plan)
+  guard = f"JT_{name.upper()}_H_"
+  in_h, in_w, in_c = specs[0].in_shape
+  n_out = specs[-1].out_shape[2]
+  off = plan.offsets
+  shared = plan.scratch_bytes > 0
+
+  data: list[str] = []
+  calls: list[str] = []
+  kernels: dict[str, str] = {}
+  flash = 0
+
+  def scratch_ptr(i: int) -> str:
+    if shared:
+      return "scratch"
+    return f"arena + {plan.scratch_offsets[i]}"
+
+  for i, (op, s) in enumerate(zip(g.ops, specs)):
+    a = op.args
+    src = f"arena + {off[s.inputs[0]]}"
+    dst = f"arena + {off[s.output]}"
+    h, w, c = s.in_shape
+    ho, wo, co = s.out_shape
+    p = f"L{i}"
+    if s.kind in (CONV, DEPTHWISE, FC):
+      q = (f"{p}_m, {p}_s")
+      if s.kind == DEPTHWISE:
+        wt = np.ascontiguousarray(np.transpose(a["w"], (2, 0, 1))).reshape(c, -1)
+        bias = _fold_zero_point(wt, a["bias"], a["zp_in"])
+      elif s.kind == CONV and s.pointwise:
+        wt = a["w"].reshape(co, c)
+        bias = _fold_zero_point(wt, a["bias"], a["zp_in"])
+      else:
+        wt = a["w"]
+        bias = a["bias"].astype(np.int32)
+      data.append(f"/* op {i}: {s.kind} -> {s.output} */\n")
+      data.append(_c_array("int8_t", f"{p}_w", wt))
+      data.append(_c_array("int32_t", f"{p}_b", bias))
+      data.append(_c_array("int32_t", f"{p}_m", a["m0"]))
+      data.append(_c_array("int32_t", f"{p}_s", a["shift"]))
+      flash += wt.size + 12 * len(bias)
+      zo, lo, hi = a["zp_out"], a["act_min"], a["act_max"]
+    if s.kind == CONV and s.pointwise:
+      kernels["pointwise"] = POINTWISE_KERNEL
+      calls.append(f"  pointwise({src}, {dst}, {h * w}, {c}, {co}, {p}_w, "
+                   f"{p}_b, {q}, {zo}, {lo}, {hi});")
+    elif s.kind == CONV:
+      fn = f"conv_k{s.kernel}s{s.stride}"
+      kernels[fn] = _direct_conv_kernel(s.kernel, s.stride)
+      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, {co}, "
+                   f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi});")
+    elif s.kind == DEPTHWISE:
+      fn = f"dw_k{s.kernel}s{s.stride}"
+      kernels[fn] = _depthwise_kernel(s.kernel, s.stride)
+      k2 = s.kernel // 2
+      ph = max(h + k2, (ho - 1) * s.stride + s.kernel)
+      pw = max(w + k2, (wo - 1) * s.stride + s.kernel)
+      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, {ph}, "
+                   f"{pw}, {p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
+                   f"{scratch_ptr(i)});")
+    elif s.kind == FC:
+      calls.append(f"  {{ static const tk_requant q = {{{p}_m, {p}_s}};\n"
+                   f"    tk_fully_connected_s8({a['zp_in']}, {zo}, {lo}, {hi}, "
+                   f"&q, 1, {c}, {src}, {co}, {p}_w, {p}_b, {dst}); }}")
+    elif s.kind == AVGPOOL:
+      calls.append(f"  {{ static const tk_dims d = {{1, {h}, {w}, {c}}};\n"
+                   f"    tk_avgpool_s8(&d, {src}, {a['act_min']}, "
+                   f"{a['act_max']}, {dst}); }}")
+    elif s.kind == ADD:
+      other = f"arena + {off[s.inputs[1]]}"
+      fields = ", ".join(str(int(a[k])) for k in (
+          "zp_a", "zp_b", "zp_out", "m1", "shift1", "m2", "shift2", "m_out",
+          "shift_out", "act_min", "act_max"))
+      calls.append(f"  {{ static const tk_add_params ap = {{{fields}}};\n"
+                   f"    tk_add_s8(&ap, {h * w * c}, {src}, {other}, {dst}); }}")
+    calls[-1] = f"  POISON({i});\n" + calls[-1]
+
+  starts, lens, first = _poison_table(plan)
+  n_ops = len(specs)
+  header = f"""/* Generated by jaxtiny.tinyengine.generate; do not edit.
+ * Network: input {in_h}x{in_w}x{in_c}, {len(arch.blocks)} blocks, {n_out} classes.
+ * Planned SRAM: arena {plan.arena_bytes} B + scratch {plan.scratch_bytes} B = {plan.peak_bytes} B.
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#define MODEL_INPUT_H {in_h}
+#define MODEL_INPUT_W {in_w}
+#define MODEL_INPUT_C {in_c}
+#define MODEL_INPUT_BYTES {in_h * in_w * in_c}
+#define MODEL_OUTPUT_BYTES {n_out}
+#define MODEL_ARENA_BYTES {plan.arena_bytes}
+#define MODEL_SCRATCH_BYTES {plan.scratch_bytes}
+#define MODEL_NUM_OPS {n_ops}
+
+/* The input tensor's place in the arena: a camera or host can write the
+ * image here and pass it to model_invoke, which then copies nothing. */
+int8_t *model_input_buffer(void);
+
+/* Runs the network on one int8 image [H][W][C] (the input quantization of
+ * the graph) and writes the int8 logits. */
+void model_invoke(const int8_t *input, int8_t *output);
+
+#endif /* {guard} */
+"""
+  poison = f"""
+#ifdef MODEL_POISON
+/* Arena ranges alive before each op (and after the last); every other byte
+ * is overwritten with a pattern that changes per op. */
+static const int32_t poison_start[{max(len(starts), 1)}] = {{{", ".join(map(str, starts)) or "0"}}};
+static const int32_t poison_len[{max(len(lens), 1)}] = {{{", ".join(map(str, lens)) or "0"}}};
+static const int32_t poison_first[{len(first)}] = {{{", ".join(map(str, first))}}};
+static void poison(int32_t op) {{
+  int32_t r, i, a = 0;
+  const int8_t v = (int8_t)(0x5A ^ (op * 37));
+  for (r = poison_first[op]; r < poison_first[op + 1]; ++r) {{
+    for (i = a; i < poison_start[r]; ++i) arena[i] = v;
+    a = poison_start[r] + poison_len[r];
+  }}
+  for (i = a; i < MODEL_ARENA_BYTES; ++i) arena[i] = v;
+#if MODEL_SCRATCH_BYTES > 0
+  for (i = 0; i < MODEL_SCRATCH_BYTES; ++i) scratch[i] = v;
+#endif
+}}
+#define POISON(op) poison(op)
+#else
+#define POISON(op)
+#endif
+"""
+  in_off = off[schedule.INPUT]
+  out_off = off[schedule.LOGITS]
+  source = f"""/* Generated by jaxtiny.tinyengine.generate; do not edit. */
+#include "{name}.h"
+#include "tk.h"
+
+static int8_t arena[MODEL_ARENA_BYTES] __attribute__((aligned(8)));
+{"static int8_t scratch[MODEL_SCRATCH_BYTES];" if shared else ""}
+
+{"".join(data)}
+{"".join(kernels[k] for k in sorted(kernels))}
+{poison}
+int8_t *model_input_buffer(void) {{ return arena + {in_off}; }}
+
+void model_invoke(const int8_t *input, int8_t *output) {{
+  int32_t i;
+  if (input != arena + {in_off})
+    for (i = 0; i < MODEL_INPUT_BYTES; ++i) arena[{in_off} + i] = input[i];
+{chr(10).join(calls)}
+  POISON({n_ops});
+  for (i = 0; i < MODEL_OUTPUT_BYTES; ++i) output[i] = arena[{out_off} + i];
+}}
+"""
+  return Generated({f"{name}.h": header, f"{name}.c": source}, plan, flash,
+                   in_off, n_out)
+
+
+def write_files(files: dict[str, str], out_dir: str) -> list[str]:
+  """Writes every file atomically (temp file, then rename)."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for fname, text in files.items():
+    path = os.path.join(out_dir, fname)
+    fileio.atomic_write_bytes(path, text.encode())
+    paths.append(path)
+  return paths
+
+
+# ---------------------------------------------------------------------- CLI
+
+def quantized_network(weights: str, calib: int = 1000, method: str = "minmax",
+                      dataset: str = "fashion_mnist", data_dir=None):
+  """(arch, float ops, qgraph) of a TinyNAS weights file, calibrated on the
+  first `calib` training images."""
+  from jaxtiny import data  # pylint: disable=import-outside-toplevel
+  from jaxtiny.tinyengine import evaluate  # pylint: disable=import-outside-toplevel
+  from jaxtiny.tinyengine import graph  # pylint: disable=import-outside-toplevel
+  arch, params, state = evaluate.load_network(weights)
+  x_train, _ = data.load(dataset, "train", data_dir)
+  calib_x = evaluate._float_inputs(x_train[:calib], arch.resolution)  # pylint: disable=protected-access
+  ops = graph.fold(arch, params, state)
+  qp = graph.calibrate(ops, calib_x, method=method)
+  r = arch.resolution
+  return arch, ops, graph.quantize(ops, qp, (r, r, arch.in_channels))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m jaxtiny.tinyengine.generate",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--weights", required=True,
+                 help="weights_*.npz written by python -m experiments.mcunet")
+  p.add_argument("--arch", default="",
+                 help="architecture JSON; must match the weights file's")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--calib", type=int, default=1000)
+  p.add_argument("--method", default="minmax", choices=["minmax", "percentile"])
+  p.add_argument("--budget-kb", type=float, default=0,
+                 help="fail unless the planned peak SRAM fits this many kB")
+  a = p.parse_args(argv)
+  if not os.path.exists(a.weights):
+    print(f"error: {a.weights} does not exist", file=sys.stderr)
+    return 2
+  try:
+    arch, _, g = quantized_network(a.weights, a.calib, a.method)
+    if a.arch:
+      given = arch_lib.load(a.arch)
+      if given != arch:
+        raise GenerateError(f"{a.arch} is not the architecture stored in "
+                            f"{a.weights}; pass the matching pair or omit "
+                            "--arch.")
+    budget = int(a.budget_kb * 1024) if a.budget_kb else None
+    gen = generate(arch, g, budget_bytes=budget)
+  except (GenerateError, schedule.PlanError, arch_lib.ArchError,
+          ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  paths = write_files(gen.files, a.out)
+  summary = {**gen.plan.summary(), "flash_data_bytes": gen.flash_data_bytes,
+             "files": paths}
+  print(json.dumps(summary, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
