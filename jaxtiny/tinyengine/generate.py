@@ -20,8 +20,10 @@ What the generated program is:
     interpreter, no op table, no dispatch at run time);
   - kernels specialised for the network: a direct convolution and a
     depthwise convolution per (kernel size, stride) pair the network uses,
-    with the k*k taps fully unrolled, and one pointwise convolution; the
-    pooling, classifier and add come from the kernel library (`tk.h`).
+    the depthwise with its k*k taps fully unrolled for windows inside the
+    input, and two pointwise convolutions (one for expansions, one for
+    projections, chosen per layer); the pooling, classifier and add come
+    from the kernel library (`tk.h`).
   - with `-DMODEL_POISON`, every arena byte that holds no live tensor is
     overwritten before each op, so a tensor whose planned lifetime or place
     is wrong corrupts the result instead of passing by luck.
@@ -145,33 +147,39 @@ def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24
 def _direct_conv_kernel(k: int, s: int) -> str:
   return f"""
 /* Direct convolution, {k}x{k} stride {s}, 'same' padding (no im2col, no
- * scratch): OHWI weights, padding taps skipped (they hold real zero). */
+ * scratch): OHWI weights, padding taps skipped (they hold real zero); the
+ * output channels of a pixel are requantized as a block. */
 static void conv_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
                         int32_t cin, int32_t ho, int32_t wo, int32_t cout,
                         const int8_t *wt, const int32_t *bias,
                         const int32_t *mult, const int32_t *shift,
                         int32_t zp_in, int32_t zp_out, int32_t lo, int32_t hi) {{
-  int32_t oy, ox, o, i, j, c;
+  int32_t oy, ox, o, o0, i, j, c;
   for (oy = 0; oy < ho; ++oy) {{
     for (ox = 0; ox < wo; ++ox) {{
       const int32_t iy0 = oy * {s} - {k // 2}, ix0 = ox * {s} - {k // 2};
       int8_t *dst = y + (oy * wo + ox) * cout;
-      for (o = 0; o < cout; ++o) {{
-        int32_t acc = bias[o];
-        for (i = 0; i < {k}; ++i) {{
-          const int32_t iy = iy0 + i;
-          if (iy < 0 || iy >= h) continue;
-          for (j = 0; j < {k}; ++j) {{
-            const int32_t ix = ix0 + j;
-            const int8_t *px, *pw;
-            if (ix < 0 || ix >= w) continue;
-            px = x + (iy * w + ix) * cin;
-            pw = wt + ((o * {k} + i) * {k} + j) * cin;
-            for (c = 0; c < cin; ++c) acc += ((int32_t)px[c] - zp_in) * pw[c];
+      for (o0 = 0; o0 < cout; o0 += ROW_BLOCK) {{
+        const int32_t n = cout - o0 < ROW_BLOCK ? cout - o0 : ROW_BLOCK;
+        int32_t acc[ROW_BLOCK];
+        for (o = 0; o < n; ++o) {{
+          int32_t a = bias[o0 + o];
+          for (i = 0; i < {k}; ++i) {{
+            const int32_t iy = iy0 + i;
+            if (iy < 0 || iy >= h) continue;
+            for (j = 0; j < {k}; ++j) {{
+              const int32_t ix = ix0 + j;
+              const int8_t *px, *pw;
+              if (ix < 0 || ix >= w) continue;
+              px = x + (iy * w + ix) * cin;
+              pw = wt + (((o0 + o) * {k} + i) * {k} + j) * cin;
+              for (c = 0; c < cin; ++c) a += ((int32_t)px[c] - zp_in) * pw[c];
+            }}
           }}
+          acc[o] = a;
         }}
-        acc = tk_requantize(acc, mult[o], shift[o]) + zp_out;
-        dst[o] = tk_clamp_s8(acc, lo, hi);
+        tk_requantize_block(acc, n, mult + o0, shift + o0, zp_out, lo, hi,
+                            dst + o0);
       }}
     }}
   }}
@@ -179,87 +187,194 @@ static void conv_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
 """
 
 
-POINTWISE_KERNEL = """
-/* Pointwise (1x1) convolution on raw int8 inputs: the input zero point is
- * folded into the bias. Two pixels and two output channels per step (four
- * accumulators share each loaded weight and input). */
-static void pointwise(const int8_t *x, int8_t *y, int32_t npix, int32_t cin,
-                      int32_t cout, const int8_t *wt, const int32_t *bias,
-                      const int32_t *mult, const int32_t *shift,
-                      int32_t zp_out, int32_t lo, int32_t hi) {
-  int32_t p = 0, o, k;
-  for (; p + 1 < npix; p += 2) {
-    const int8_t *x0 = x + p * cin, *x1 = x0 + cin;
-    int8_t *y0 = y + p * cout, *y1 = y0 + cout;
-    for (o = 0; o + 1 < cout; o += 2) {
-      const int8_t *w0 = wt + o * cin, *w1 = w0 + cin;
-      int32_t a00 = bias[o], a01 = bias[o + 1], a10 = bias[o], a11 = bias[o + 1];
+POINTWISE_BLOCK = 64
+POINTWISE_KERNELS = """
+/* Pointwise (1x1) convolutions on raw int8 inputs: the input zero point is
+ * folded into the bias. Two pixels per pass share every loaded weight;
+ * accumulators in blocks of PW_BLOCK output channels. Which of the two runs
+ * is fixed per layer at generation time (schedule.pointwise_columns):
+ *   pointwise_wide  cin <= cout (expansions): weights [cin][cout], the inner
+ *                   loop runs over contiguous output channels;
+ *   pointwise_deep  cin > cout (projections): weights [cout][cin], the two
+ *                   pixels widened once to int16 columns in `cols` (4 * cin
+ *                   bytes of planned scratch), four output channels per pass
+ *                   of dot products over cin. */
+#define PW_BLOCK %d
+static void pointwise_wide(const int8_t *x, int8_t *y, int32_t npix,
+                           int32_t cin, int32_t cout, const int8_t *wt,
+                           const int32_t *bias, const int32_t *mult,
+                           const int32_t *shift, int32_t zp_out, int32_t lo,
+                           int32_t hi) {
+  int32_t p, o0, k, o;
+  for (p = 0; p < npix; p += 2) {
+    const int32_t two = p + 1 < npix;
+    const int8_t *x0 = x + p * cin, *x1 = two ? x0 + cin : x0;
+    for (o0 = 0; o0 < cout; o0 += PW_BLOCK) {
+      const int32_t n = cout - o0 < PW_BLOCK ? cout - o0 : PW_BLOCK;
+      int32_t a0[PW_BLOCK], a1[PW_BLOCK];
+      for (o = 0; o < n; ++o) a0[o] = a1[o] = bias[o0 + o];
       for (k = 0; k < cin; ++k) {
-        const int32_t u = x0[k], v = x1[k], f = w0[k], g = w1[k];
-        a00 += u * f; a01 += u * g; a10 += v * f; a11 += v * g;
+        const int32_t u = x0[k], v = x1[k];
+        const int8_t *w = wt + k * cout + o0;
+        for (o = 0; o < n; ++o) {
+          a0[o] += u * w[o];
+          a1[o] += v * w[o];
+        }
       }
-      y0[o] = tk_clamp_s8(tk_requantize(a00, mult[o], shift[o]) + zp_out, lo, hi);
-      y0[o + 1] = tk_clamp_s8(tk_requantize(a01, mult[o + 1], shift[o + 1]) + zp_out, lo, hi);
-      y1[o] = tk_clamp_s8(tk_requantize(a10, mult[o], shift[o]) + zp_out, lo, hi);
-      y1[o + 1] = tk_clamp_s8(tk_requantize(a11, mult[o + 1], shift[o + 1]) + zp_out, lo, hi);
-    }
-    for (; o < cout; ++o) {
-      const int8_t *w0 = wt + o * cin;
-      int32_t a0 = bias[o], a1 = bias[o];
-      for (k = 0; k < cin; ++k) { a0 += x0[k] * w0[k]; a1 += x1[k] * w0[k]; }
-      y0[o] = tk_clamp_s8(tk_requantize(a0, mult[o], shift[o]) + zp_out, lo, hi);
-      y1[o] = tk_clamp_s8(tk_requantize(a1, mult[o], shift[o]) + zp_out, lo, hi);
-    }
-  }
-  for (; p < npix; ++p) {
-    const int8_t *x0 = x + p * cin;
-    for (o = 0; o < cout; ++o) {
-      const int8_t *w0 = wt + o * cin;
-      int32_t a0 = bias[o];
-      for (k = 0; k < cin; ++k) a0 += x0[k] * w0[k];
-      y[p * cout + o] = tk_clamp_s8(tk_requantize(a0, mult[o], shift[o]) + zp_out, lo, hi);
+      tk_requantize_block(a0, n, mult + o0, shift + o0, zp_out, lo, hi,
+                          y + p * cout + o0);
+      if (two)
+        tk_requantize_block(a1, n, mult + o0, shift + o0, zp_out, lo, hi,
+                            y + (p + 1) * cout + o0);
     }
   }
 }
-"""
+
+static void pointwise_deep(const int8_t *x, int8_t *y, int32_t npix,
+                           int32_t cin, int32_t cout, const int8_t *wt,
+                           const int32_t *bias, const int32_t *mult,
+                           const int32_t *shift, int32_t zp_out, int32_t lo,
+                           int32_t hi, int8_t *cols) {
+  int16_t *c0 = (int16_t *)(void *)cols, *c1 = c0 + cin;
+  int32_t p, o0, o, k;
+  for (p = 0; p < npix; p += 2) {
+    const int32_t two = p + 1 < npix;
+    const int8_t *x0 = x + p * cin, *x1 = two ? x0 + cin : x0;
+    for (k = 0; k < cin; ++k) {
+      c0[k] = x0[k];
+      c1[k] = x1[k];
+    }
+    for (o0 = 0; o0 < cout; o0 += PW_BLOCK) {
+      const int32_t n = cout - o0 < PW_BLOCK ? cout - o0 : PW_BLOCK;
+      int32_t a0[PW_BLOCK], a1[PW_BLOCK];
+      for (o = 0; o + 4 <= n; o += 4) {
+        const int8_t *w0 = wt + (o0 + o) * cin, *w1 = w0 + cin;
+        const int8_t *w2 = w1 + cin, *w3 = w2 + cin;
+        int32_t s0 = bias[o0 + o], s1 = bias[o0 + o + 1];
+        int32_t s2 = bias[o0 + o + 2], s3 = bias[o0 + o + 3];
+        int32_t t0 = s0, t1 = s1, t2 = s2, t3 = s3;
+        for (k = 0; k < cin; ++k) {
+          const int32_t u = c0[k], v = c1[k];
+          const int32_t f0 = w0[k], f1 = w1[k], f2 = w2[k], f3 = w3[k];
+          s0 += u * f0; s1 += u * f1; s2 += u * f2; s3 += u * f3;
+          t0 += v * f0; t1 += v * f1; t2 += v * f2; t3 += v * f3;
+        }
+        a0[o] = s0; a0[o + 1] = s1; a0[o + 2] = s2; a0[o + 3] = s3;
+        a1[o] = t0; a1[o + 1] = t1; a1[o + 2] = t2; a1[o + 3] = t3;
+      }
+      for (; o < n; ++o) {
+        const int8_t *w0 = wt + (o0 + o) * cin;
+        int32_t s0 = bias[o0 + o], t0 = s0;
+        for (k = 0; k < cin; ++k) {
+          s0 += c0[k] * w0[k];
+          t0 += c1[k] * w0[k];
+        }
+        a0[o] = s0;
+        a1[o] = t0;
+      }
+      tk_requantize_block(a0, n, mult + o0, shift + o0, zp_out, lo, hi,
+                          y + p * cout + o0);
+      if (two)
+        tk_requantize_block(a1, n, mult + o0, shift + o0, zp_out, lo, hi,
+                            y + (p + 1) * cout + o0);
+    }
+  }
+}
+""" % POINTWISE_BLOCK
+
+
+ROW_BLOCK = 64
+ROW_HELPERS = """
+/* Requantizes n accumulators that share one multiplier and shift (one
+ * channel of a depthwise row) and stores them `stride` bytes apart. Same
+ * arithmetic as tk_requantize_block; a uniform multiplier lets the compiler
+ * vectorise it. */
+#define ROW_BLOCK %d
+static inline void requant_row(const int32_t *acc, int32_t n, int32_t m,
+                               int32_t sh, int32_t zp, int32_t lo, int32_t hi,
+                               int8_t *dst, int32_t stride) {
+  int8_t out[ROW_BLOCK];
+  const int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int32_t x = (int32_t)((uint32_t)acc[i] << left);
+    const int64_t ab = (int64_t)x * m;
+    const int64_t sign = ab >> 63;
+    const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
+    const int32_t hi32 =
+        (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
+    const int32_t rem = hi32 & mask;
+    const int32_t thr = (mask >> 1) - (hi32 >> 31);
+    int32_t v = (hi32 >> right) + (rem > thr) + zp;
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    out[i] = (int8_t)v;
+  }
+  for (i = 0; i < n; ++i) dst[i * stride] = out[i];
+}
+""" % ROW_BLOCK
 
 
 def _depthwise_kernel(k: int, s: int) -> str:
+  p = k // 2
   taps = [(i, j) for i in range(k) for j in range(k)]
   loads = "\n".join(f"    const int32_t k{i}_{j} = f[{i * k + j}];"
                     for i, j in taps)
-  terms = " +\n              ".join(f"r[{i} * pw + {j}] * k{i}_{j}"
-                                    for i, j in taps)
+  terms = " +\n                   ".join(f"r[{i} * w + {j}] * k{i}_{j}"
+                                         for i, j in taps)
   return f"""
-/* Depthwise convolution, {k}x{k} stride {s}, channel by channel through one
- * zero-point-padded plane (`plane`, ph x pw bytes; its border is filled once),
- * taps unrolled, input zero point folded into the bias. Runs in place when
- * y == x: channel c of output pixel p lands on channel c of input pixel p,
- * already copied into the plane. Weights [C][{k}*{k}]. */
+/* Depthwise convolution, {k}x{k} stride {s}, 'same' padding, one channel at a
+ * time through `plane` (one h x w input channel, copied first, so the op can
+ * run in place: with y == x, channel c of output pixel q lands on channel c
+ * of input pixel q, which is already in the plane). Windows inside the input
+ * use the unrolled taps and the folded bias (b = bias - zp_in * sum(w));
+ * windows that reach the border skip the padding taps and add back
+ * zp_in * sum(w). Each output row is requantized as a block. Weights
+ * [C][{k}*{k}]. */
 static void dw_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
-                      int32_t c, int32_t ho, int32_t wo, int32_t ph,
-                      int32_t pw, const int8_t *wt, const int32_t *bias,
-                      const int32_t *mult, const int32_t *shift,
-                      int32_t zp_in, int32_t zp_out, int32_t lo, int32_t hi,
-                      int8_t *plane) {{
-  int32_t ch, i, j, oy, ox;
-  for (i = 0; i < ph; ++i)
-    for (j = 0; j < pw; ++j)
-      if (i < {k // 2} || i >= h + {k // 2} || j < {k // 2} || j >= w + {k // 2})
-        plane[i * pw + j] = (int8_t)zp_in;
+                      int32_t c, int32_t ho, int32_t wo, const int8_t *wt,
+                      const int32_t *bias, const int32_t *mult,
+                      const int32_t *shift, int32_t zp_in, int32_t zp_out,
+                      int32_t lo, int32_t hi, int8_t *plane) {{
+  /* Interior outputs: o * {s} - {p} >= 0 and o * {s} - {p} + {k - 1} < size. */
+  const int32_t y_lo = {(p + s - 1) // s}, x_lo = {(p + s - 1) // s};
+  const int32_t y_hi = h >= {k - p} ? (h - {k - p}) / {s} + 1 : 0;
+  const int32_t x_hi = w >= {k - p} ? (w - {k - p}) / {s} + 1 : 0;
+  int32_t ch, i, j, oy, ox, o0;
   for (ch = 0; ch < c; ++ch) {{
     const int8_t *f = wt + ch * {k * k};
 {loads}
     const int32_t b = bias[ch], m = mult[ch], sh = shift[ch];
-    for (i = 0; i < h; ++i)
-      for (j = 0; j < w; ++j)
-        plane[(i + {k // 2}) * pw + j + {k // 2}] = x[(i * w + j) * c + ch];
+    int32_t wsum = 0;
+    for (i = 0; i < {k * k}; ++i) wsum += f[i];
+    for (i = 0; i < h * w; ++i) plane[i] = x[i * c + ch];
     for (oy = 0; oy < ho; ++oy) {{
-      for (ox = 0; ox < wo; ++ox) {{
-        const int8_t *r = plane + oy * {s} * pw + ox * {s};
-        const int32_t acc = b + {terms};
-        y[(oy * wo + ox) * c + ch] =
-            tk_clamp_s8(tk_requantize(acc, m, sh) + zp_out, lo, hi);
+      const int32_t inner_row = oy >= y_lo && oy < y_hi;
+      const int32_t iy0 = oy * {s} - {p};
+      for (o0 = 0; o0 < wo; o0 += ROW_BLOCK) {{
+        const int32_t n = wo - o0 < ROW_BLOCK ? wo - o0 : ROW_BLOCK;
+        int32_t acc[ROW_BLOCK];
+        for (ox = o0; ox < o0 + n; ++ox) {{
+          if (inner_row && ox >= x_lo && ox < x_hi) {{
+            const int8_t *r = plane + iy0 * w + ox * {s} - {p};
+            acc[ox - o0] = b + {terms};
+          }} else {{
+            const int32_t ix0 = ox * {s} - {p};
+            int32_t a = b + zp_in * wsum;
+            for (i = 0; i < {k}; ++i) {{
+              if (iy0 + i < 0 || iy0 + i >= h) continue;
+              for (j = 0; j < {k}; ++j) {{
+                if (ix0 + j < 0 || ix0 + j >= w) continue;
+                a += ((int32_t)plane[(iy0 + i) * w + ix0 + j] - zp_in) *
+                     f[i * {k} + j];
+              }}
+            }}
+            acc[ox - o0] = a;
+          }}
+        }}
+        requant_row(acc, n, m, sh, zp_out, lo, hi,
+                    y + (oy * wo + o0) * c + ch, c);
       }}
     }}
   }}
@@ -359,8 +474,10 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
         wt = np.ascontiguousarray(np.transpose(a["w"], (2, 0, 1))).reshape(c, -1)
         bias = _fold_zero_point(wt, a["bias"], a["zp_in"])
       elif s.kind == CONV and s.pointwise:
-        wt = a["w"].reshape(co, c)
-        bias = _fold_zero_point(wt, a["bias"], a["zp_in"])
+        rows = a["w"].reshape(co, c)
+        bias = _fold_zero_point(rows, a["bias"], a["zp_in"])
+        wt = rows if schedule.pointwise_columns(s) else np.ascontiguousarray(
+            rows.T)                                # wide: [cin][cout]
       else:
         wt = a["w"]
         bias = a["bias"].astype(np.int32)
@@ -372,22 +489,25 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
       flash += wt.size + 12 * len(bias)
       zo, lo, hi = a["zp_out"], a["act_min"], a["act_max"]
     if s.kind == CONV and s.pointwise:
-      kernels["pointwise"] = POINTWISE_KERNEL
-      calls.append(f"  pointwise({src}, {dst}, {h * w}, {c}, {co}, {p}_w, "
-                   f"{p}_b, {q}, {zo}, {lo}, {hi});")
+      kernels["pointwise"] = POINTWISE_KERNELS
+      if schedule.pointwise_columns(s):
+        calls.append(f"  pointwise_deep({src}, {dst}, {h * w}, {c}, {co}, "
+                     f"{p}_w, {p}_b, {q}, {zo}, {lo}, {hi}, {scratch_ptr(i)});")
+      else:
+        calls.append(f"  pointwise_wide({src}, {dst}, {h * w}, {c}, {co}, "
+                     f"{p}_w, {p}_b, {q}, {zo}, {lo}, {hi});")
     elif s.kind == CONV:
       fn = f"conv_k{s.kernel}s{s.stride}"
       kernels[fn] = _direct_conv_kernel(s.kernel, s.stride)
+      kernels["_requant_row"] = ROW_HELPERS
       calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, {co}, "
                    f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi});")
     elif s.kind == DEPTHWISE:
       fn = f"dw_k{s.kernel}s{s.stride}"
       kernels[fn] = _depthwise_kernel(s.kernel, s.stride)
-      k2 = s.kernel // 2
-      ph = max(h + k2, (ho - 1) * s.stride + s.kernel)
-      pw = max(w + k2, (wo - 1) * s.stride + s.kernel)
-      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, {ph}, "
-                   f"{pw}, {p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
+      kernels["_requant_row"] = ROW_HELPERS
+      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, "
+                   f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
                    f"{scratch_ptr(i)});")
     elif s.kind == FC:
       calls.append(f"  {{ static const tk_requant q = {{{p}_m, {p}_s}};\n"

@@ -17,21 +17,22 @@ Strategies:
               overwrites its input's buffer, which is its input's last use;
               after a stride-2 depthwise the tensor shrinks to a quarter of
               the bytes) and in-place residual add (the sum overwrites the
-              addend read last). The only scratch is the depthwise kernels'
-              zero-point-padded channel plane: the generated pointwise
-              kernels fold the input zero point into the bias and read int8
-              directly, and the stem is a direct convolution (no im2col).
+              addend read last). Scratch: a depthwise op needs one input
+              channel plane (h * w bytes); a projection (pointwise, cin >
+              cout) two int16 input columns (4 * cin bytes); expansions and
+              the stem (a direct convolution, no im2col) need none.
               `scratch=`: "shared" is TinyEngine's layout, one buffer outside
-              the arena sized to the largest plane; "arena" gives each op's
-              scratch a buffer in the arena alive during that op only, so it
-              fills gaps next to the live tensors; "auto" (default) plans
-              both and keeps the smaller peak (on every network we have
-              planned, "arena").
+              the arena sized to the largest per-op need; "arena" gives each
+              op's scratch a buffer in the arena alive during that op only,
+              so it fills gaps next to the live tensors; "auto" (default)
+              plans both and keeps the smaller peak (on every network we
+              have planned, "arena").
   greedy      what the interpreter baseline does (TF Lite Micro's layout):
               no in-place ops; the generic kernels' scratch (im2col columns
               of `tile` = 2 pixels for non-pointwise convolutions, as
               CMSIS-NN) is a buffer of its own in the arena, alive during
-              its op only.
+              its op only; buffers start at multiples of 16 bytes, as TF
+              Lite Micro aligns them.
 
 Both strategies place buffers the same way: by size, largest first, each at the lowest
 offset that does not overlap a buffer placed earlier whose lifetime overlaps
@@ -51,6 +52,8 @@ CONV, DEPTHWISE, FC, AVGPOOL, ADD = ("conv", "depthwise", "fc", "avgpool",
                                      "add")
 STRATEGIES = ("tinyengine", "greedy")
 INPUT, LOGITS = "input", "logits"
+# TF Lite Micro aligns every arena buffer to 16 bytes (kBufferAlignment).
+GREEDY_ALIGN = 16
 
 
 class PlanError(ValueError):
@@ -133,21 +136,25 @@ def im2col_bytes(spec: OpSpec, tile: int) -> int:
 
 
 def plane_bytes(spec: OpSpec) -> int:
-  """Scratch of a generated depthwise kernel: one zero-point-padded input
-  channel plane (the window of the last output row/column may reach past
-  the symmetric padding)."""
-  h, w, _ = spec.in_shape
-  ho, wo, _ = spec.out_shape
-  pt, _, pl, _ = spec.pad
-  ph = max(h + pt, (ho - 1) * spec.stride + spec.kernel)
-  pw = max(w + pl, (wo - 1) * spec.stride + spec.kernel)
-  return ph * pw
+  """Scratch of a generated depthwise kernel: one input channel plane."""
+  return spec.in_shape[0] * spec.in_shape[1]
+
+
+def pointwise_columns(spec: OpSpec) -> bool:
+  """Whether the generated pointwise kernel for `spec` widens its two input
+  pixels to int16 columns (projections, cin > cout: dot products over cin)
+  rather than running over output channels (expansions)."""
+  return spec.pointwise and spec.in_shape[2] > spec.out_shape[2]
 
 
 def scratch_need(spec: OpSpec, strategy: str, tile: int = 2) -> int:
   """Bytes of scratch `spec` needs under `strategy` (see module doc)."""
   if strategy == "tinyengine":
-    return plane_bytes(spec) if spec.kind == DEPTHWISE else 0
+    if spec.kind == DEPTHWISE:
+      return plane_bytes(spec)
+    if spec.kind == CONV and pointwise_columns(spec):
+      return 2 * 2 * spec.in_shape[2]
+    return 0
   if spec.kind == CONV and not spec.pointwise:
     return im2col_bytes(spec, tile)
   return 0
@@ -251,9 +258,9 @@ def _inplace_source(spec: OpSpec, i: int, life: dict[str, tuple[int, int]],
   return None
 
 
-def _place(buffers: Sequence[Buffer]) -> dict[str, int]:
-  """Largest first, each at the lowest offset clear of every time-overlapping
-  segment of the buffers placed before it."""
+def _place(buffers: Sequence[Buffer], align: int = 1) -> dict[str, int]:
+  """Largest first, each at the lowest offset (a multiple of `align`) clear
+  of every time-overlapping segment of the buffers placed before it."""
   order = sorted(buffers, key=lambda b: (-b.nbytes, b.segments[0].start,
                                          b.name))
   placed: list[tuple[Buffer, int]] = []
@@ -265,7 +272,8 @@ def _place(buffers: Sequence[Buffer]) -> dict[str, int]:
         for so in other.segments:
           if sb.start <= so.end and so.start <= sb.end:
             conflicts.append((sb.nbytes, off, off + so.nbytes))
-    candidates = sorted({0} | {hi for _, _, hi in conflicts})
+    candidates = sorted({0} | {-(-hi // align) * align
+                               for _, _, hi in conflicts})
     for cand in candidates:
       if all(cand + size <= lo or cand >= hi for size, lo, hi in conflicts):
         offsets[b.name] = cand
@@ -329,7 +337,7 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
     for i, b in enumerate(need):
       if b:
         buffers.append(Buffer(f"scratch{i}", (), (Segment(i, i, b),)))
-  buffer_offsets = _place(buffers)
+  buffer_offsets = _place(buffers, GREEDY_ALIGN if greedy else 1)
   arena = max(buffer_offsets[b.name] + b.nbytes for b in buffers)
   offsets = {t: buffer_offsets[b.name] for b in buffers for t in b.tensors}
   in_arena = scratch == "arena"

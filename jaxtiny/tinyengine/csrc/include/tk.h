@@ -40,6 +40,21 @@ typedef struct {
   int32_t act_min, act_max;
 } tk_add_params;
 
+/* One op of the interpreter baseline (tk_interp_s8.c). Offsets are into the
+ * caller's arena; `scratch` is this op's im2col buffer there. */
+enum { TK_OP_CONV = 1, TK_OP_DEPTHWISE = 2, TK_OP_FC = 3, TK_OP_AVGPOOL = 4,
+       TK_OP_ADD = 5 };
+typedef struct {
+  int32_t kind;
+  int32_t input, input2, output, scratch, scratch_bytes;
+  tk_conv_params params;
+  tk_requant requant;
+  tk_add_params add;
+  tk_dims in_dims, filter_dims, out_dims;
+  const int8_t *weights;
+  const int32_t *bias;
+} tk_op;
+
 /* @cdef-end */
 
 #define TK_ADD_LEFT_SHIFT 20
@@ -183,6 +198,18 @@ int32_t tk_avgpool_s8(const tk_dims *in, const int8_t *input, int32_t act_min,
 
 int32_t tk_add_s8(const tk_add_params *p, int32_t size, const int8_t *a,
                   const int8_t *b, int8_t *output);
+
+/* Runs `num_ops` ops in order, each through the generic kernels (plain, or
+ * the optimised variants when `optimised` is nonzero). */
+int32_t tk_interp_invoke(const tk_op *ops, int32_t num_ops, int8_t *arena,
+                         int32_t optimised);
+/* The same for `n` inputs: copies each into the arena, runs, copies the
+ * output out. */
+int32_t tk_interp_invoke_batch(const tk_op *ops, int32_t num_ops,
+                               int8_t *arena, int32_t optimised, int32_t n,
+                               const int8_t *inputs, int32_t input_offset,
+                               int32_t input_bytes, int8_t *outputs,
+                               int32_t output_offset, int32_t output_bytes);
 
 /* @cdef-end */
 
