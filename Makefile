@@ -10,9 +10,9 @@ TK_STAMP := build/cffi_tk/.built
 export JAXTINY_DATA ?= $(HOME)/.cache/jaxtiny
 PYTEST_ARGS ?=
 
-.PHONY: setup install ckernels sources data run test test-slow bench bench-gswgan clean
+.PHONY: setup install ckernels sources toolchain data run test test-slow bench bench-gswgan clean
 
-setup: install data
+setup: install data toolchain
 
 install: $(STAMP) $(TK_STAMP)
 
@@ -42,6 +42,20 @@ sources:
 	else \
 	  echo "warning: cannot install dataset-fashion-mnist (needs root and apt-get);" \
 	       "pass --source_dir to python -m jaxtiny.data.prepare instead" >&2; \
+	fi
+
+# The Cortex-M7 cross-compiler for the TinyEngine deployment check (Debian
+# package gcc-arm-none-eabi); installed when we can.
+toolchain:
+	@if command -v arm-none-eabi-gcc >/dev/null; then \
+	  echo "gcc-arm-none-eabi: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq gcc-arm-none-eabi >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq gcc-arm-none-eabi >/dev/null)) && \
+	  echo "gcc-arm-none-eabi: installed"; \
+	else \
+	  echo "warning: cannot install gcc-arm-none-eabi (needs root and apt-get);" \
+	       "the Cortex-M7 cross-compilation check will fail without it" >&2; \
 	fi
 
 data: install sources

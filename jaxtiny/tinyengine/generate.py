@@ -403,14 +403,16 @@ def _fold_zero_point(w_rows: np.ndarray, bias: np.ndarray, zp_in: int
 
 
 def _poison_table(plan: schedule.Plan) -> tuple[list[int], list[int], list[int]]:
-  """Per op, the merged arena ranges of tensors alive before it runs (the
-  op's inputs and everything read later); everything else may be poisoned."""
-  life = schedule._lifetimes(plan.specs)  # pylint: disable=protected-access
-  shapes = schedule._shapes(plan.specs)  # pylint: disable=protected-access
+  """Per op, the merged arena ranges the plan holds live before it runs:
+  every buffer segment written by an earlier op and read by this op or a
+  later one. The table follows the plan's own lifetimes, so a lifetime the
+  planner got wrong poisons bytes the program still reads."""
   starts, lens, first = [], [], [0]
   for i in range(len(plan.specs) + 1):
-    ranges = sorted((plan.offsets[t], plan.offsets[t] + schedule.nbytes(
-        shapes[t])) for t, (b, e) in life.items() if b < i <= e)
+    ranges = sorted(
+        (plan.buffer_offsets[b.name], plan.buffer_offsets[b.name] + seg.nbytes)
+        for b in plan.buffers if b.tensors
+        for seg in b.segments if seg.start < i <= seg.end)
     merged: list[list[int]] = []
     for lo, hi in ranges:
       if merged and lo <= merged[-1][1]:
