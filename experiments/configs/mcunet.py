@@ -16,10 +16,18 @@ Variants (the part after ':'):
          point target is met in the 3-seed mean); at 64 kB (one seed so
          far) 89.38% vs 89.07%. About 2 h 25 min for both budgets with one
          seed on 2 shared cores; each extra seed adds about 35 min.
+  deploy the `cpu` variant plus TinyEngine deployment of each budget's final
+         models (searched and scaled MobileNetV2, seed 0): int8
+         quantization, memory plan within the SRAM budget, generated C code
+         compiled and run on the whole test set (bit-exact with the integer
+         reference), the interpreter baseline, a Cortex-M7 build; writes
+         deploy.md / deploy.png / deploy.json. Run it on a finished `cpu`
+         workdir and only the deployment runs.
   paper  the same pipeline at the paper's search settings for an
          accelerator: population 100, 20 generations, all four
          progressive-shrinking phases, full data and longer training.
-  smoke  seconds-scale end-to-end run on a tiny space (tests).
+  smoke  seconds-scale end-to-end run on a tiny space, deployment included
+         (tests).
 
 Run:
   python -m experiments.mcunet --config=experiments/configs/mcunet.py:cpu \
@@ -100,11 +108,22 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.final.mbv2_width_mults = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,
                               0.75, 1.0)
 
+  # TinyEngine deployment of the final models (the `deploy` variant).
+  c.deploy = ml_collections.ConfigDict()
+  c.deploy.enabled = False
+  c.deploy.models = ("searched", "mbv2")
+  c.deploy.calib = 1000                   # Calibration training images.
+  c.deploy.method = "minmax"
+  c.deploy.test_images = 0                # 0: the whole test set.
+  c.deploy.timing_images = 200
+
   c.log_every_steps = 50
   c.progress_interval_s = 10.0
 
   if variant == "cpu":
     pass
+  elif variant == "deploy":
+    c.deploy.enabled = True
   elif variant == "paper":
     c.space.width_mults = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     c.premise.num_spaces = 5
@@ -148,8 +167,12 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.final.finetune_steps = 2
     c.final.mbv2_width_mults = (0.1, 0.15, 0.2)
     c.val_size = 200
+    c.deploy.enabled = True
+    c.deploy.calib = 64
+    c.deploy.test_images = 100
+    c.deploy.timing_images = 20
     c.log_every_steps = 2
   else:
-    raise ValueError(f"unknown mcunet variant {variant!r}; use cpu, paper or "
-                     "smoke.")
+    raise ValueError(f"unknown mcunet variant {variant!r}; use cpu, deploy, "
+                     "paper or smoke.")
   return c.lock()

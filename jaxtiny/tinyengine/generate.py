@@ -18,15 +18,20 @@ What the generated program is:
   - `model_invoke(input, output)`: the op sequence as straight-line calls
     with every offset, shape and quantization constant written out (no
     interpreter, no op table, no dispatch at run time);
-  - kernels specialised for the network: a direct convolution and a
-    depthwise convolution per (kernel size, stride) pair the network uses,
+  - kernels specialised for the network: a direct convolution per (kernel
+    size, stride, input channels) and a depthwise convolution per (kernel
+    size, stride) pair the network uses,
     the depthwise with its k*k taps fully unrolled for windows inside the
     input, and two pointwise convolutions (one for expansions, one for
-    projections, chosen per layer); the pooling, classifier and add come
-    from the kernel library (`tk.h`).
+    projections, chosen per layer), and a residual add with branch-free
+    requantization; the pooling and classifier come from the kernel library
+    (`tk.h`).
   - with `-DMODEL_POISON`, every arena byte that holds no live tensor is
     overwritten before each op, so a tensor whose planned lifetime or place
-    is wrong corrupts the result instead of passing by luck.
+    is wrong corrupts the result instead of passing by luck; with
+    `-DMODEL_TRACE`, a `model_trace(op, arena)` hook the caller defines sees
+    the arena after every op (`host.build(..., trace=True)` compares every
+    tensor with the integer reference).
 
 Generated files are plain C99 plus one GCC attribute (arena alignment), with
 no libc calls, so the same code compiles for the host and for a Cortex-M.
@@ -144,39 +149,48 @@ def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24
   return f"static const {ctype} {name}[{len(items)}] = {{\n  {body}\n}};\n"
 
 
-def _direct_conv_kernel(k: int, s: int) -> str:
+def _direct_conv_kernel(k: int, s: int, cin: int) -> str:
+  t = k * k * cin
   return f"""
-/* Direct convolution, {k}x{k} stride {s}, 'same' padding (no im2col, no
- * scratch): OHWI weights, padding taps skipped (they hold real zero); the
- * output channels of a pixel are requantized as a block. */
-static void conv_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
-                        int32_t cin, int32_t ho, int32_t wo, int32_t cout,
-                        const int8_t *wt, const int32_t *bias,
-                        const int32_t *mult, const int32_t *shift,
-                        int32_t zp_in, int32_t zp_out, int32_t lo, int32_t hi) {{
-  int32_t oy, ox, o, o0, i, j, c;
+/* Direct convolution, {k}x{k} stride {s}, {cin} input channels, 'same'
+ * padding, no im2col buffer: each output pixel gathers its centred window
+ * ({t} int16 values on the stack, zero where the window is padding) and
+ * accumulates it against weights stored [{t}][cout], the inner loop running
+ * over contiguous output channels; outputs requantized as a block. */
+static void conv_k{k}s{s}c{cin}(const int8_t *x, int8_t *y, int32_t h,
+                             int32_t w, int32_t ho, int32_t wo, int32_t cout,
+                             const int8_t *wt, const int32_t *bias,
+                             const int32_t *mult, const int32_t *shift,
+                             int32_t zp_in, int32_t zp_out, int32_t lo,
+                             int32_t hi) {{
+  int16_t patch[{t}];
+  int32_t oy, ox, o, o0, i, j, c, t;
   for (oy = 0; oy < ho; ++oy) {{
     for (ox = 0; ox < wo; ++ox) {{
       const int32_t iy0 = oy * {s} - {k // 2}, ix0 = ox * {s} - {k // 2};
       int8_t *dst = y + (oy * wo + ox) * cout;
+      /* Zero the window, then copy its rows and columns inside the input.
+       * (A per-tap if/else gather here was miscompiled by GCC 12.2 at -O3
+       * when input and output live in one array; see BUILD_NOTES.md.) */
+      const int32_t i_lo = iy0 < 0 ? -iy0 : 0, j_lo = ix0 < 0 ? -ix0 : 0;
+      const int32_t i_hi = iy0 + {k} > h ? h - iy0 : {k};
+      const int32_t j_hi = ix0 + {k} > w ? w - ix0 : {k};
+      for (t = 0; t < {t}; ++t) patch[t] = 0;
+      for (i = i_lo; i < i_hi; ++i) {{
+        for (j = j_lo; j < j_hi; ++j) {{
+          const int8_t *px = x + ((iy0 + i) * w + ix0 + j) * {cin};
+          int16_t *pp = patch + (i * {k} + j) * {cin};
+          for (c = 0; c < {cin}; ++c) pp[c] = (int16_t)(px[c] - zp_in);
+        }}
+      }}
       for (o0 = 0; o0 < cout; o0 += ROW_BLOCK) {{
         const int32_t n = cout - o0 < ROW_BLOCK ? cout - o0 : ROW_BLOCK;
         int32_t acc[ROW_BLOCK];
-        for (o = 0; o < n; ++o) {{
-          int32_t a = bias[o0 + o];
-          for (i = 0; i < {k}; ++i) {{
-            const int32_t iy = iy0 + i;
-            if (iy < 0 || iy >= h) continue;
-            for (j = 0; j < {k}; ++j) {{
-              const int32_t ix = ix0 + j;
-              const int8_t *px, *pw;
-              if (ix < 0 || ix >= w) continue;
-              px = x + (iy * w + ix) * cin;
-              pw = wt + (((o0 + o) * {k} + i) * {k} + j) * cin;
-              for (c = 0; c < cin; ++c) a += ((int32_t)px[c] - zp_in) * pw[c];
-            }}
-          }}
-          acc[o] = a;
+        for (o = 0; o < n; ++o) acc[o] = bias[o0 + o];
+        for (t = 0; t < {t}; ++t) {{
+          const int32_t v = patch[t];
+          const int8_t *wr = wt + t * cout + o0;
+          for (o = 0; o < n; ++o) acc[o] += v * wr[o];
         }}
         tk_requantize_block(acc, n, mult + o0, shift + o0, zp_out, lo, hi,
                             dst + o0);
@@ -184,6 +198,40 @@ static void conv_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
     }}
   }}
 }}
+"""
+
+
+ADD_KERNEL = """
+/* Residual add (TFLite int8 ADD, as tk_add_s8) with the requantization
+ * written branch-free so the loop vectorises; in place when y == a. */
+static inline int32_t rq(int32_t x, int32_t m, int32_t sh) {
+  const int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  const int32_t xs = (int32_t)((uint32_t)x << left);
+  const int64_t ab = (int64_t)xs * m;
+  const int64_t sign = ab >> 63;
+  const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
+  const int32_t hi32 =
+      (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
+  const int32_t rem = hi32 & mask;
+  const int32_t thr = (mask >> 1) - (hi32 >> 31);
+  return (hi32 >> right) + (rem > thr);
+}
+
+static void add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t n,
+                   int32_t za, int32_t zb, int32_t zo, int32_t ma, int32_t sa,
+                   int32_t mb, int32_t sb, int32_t mo, int32_t so, int32_t lo,
+                   int32_t hi) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int32_t va = rq(((int32_t)a[i] - za) * (1 << 20), ma, sa);
+    const int32_t vb = rq(((int32_t)b[i] - zb) * (1 << 20), mb, sb);
+    int32_t v = rq(va + vb, mo, so) + zo;
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    y[i] = (int8_t)v;
+  }
+}
 """
 
 
@@ -480,6 +528,9 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
         bias = _fold_zero_point(rows, a["bias"], a["zp_in"])
         wt = rows if schedule.pointwise_columns(s) else np.ascontiguousarray(
             rows.T)                                # wide: [cin][cout]
+      elif s.kind == CONV:                       # [k * k * cin][cout]
+        wt = np.ascontiguousarray(a["w"].reshape(co, -1).T)
+        bias = a["bias"].astype(np.int32)
       else:
         wt = a["w"]
         bias = a["bias"].astype(np.int32)
@@ -499,10 +550,10 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
         calls.append(f"  pointwise_wide({src}, {dst}, {h * w}, {c}, {co}, "
                      f"{p}_w, {p}_b, {q}, {zo}, {lo}, {hi});")
     elif s.kind == CONV:
-      fn = f"conv_k{s.kernel}s{s.stride}"
-      kernels[fn] = _direct_conv_kernel(s.kernel, s.stride)
+      fn = f"conv_k{s.kernel}s{s.stride}c{c}"
+      kernels[fn] = _direct_conv_kernel(s.kernel, s.stride, c)
       kernels["_requant_row"] = ROW_HELPERS
-      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, {co}, "
+      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {ho}, {wo}, {co}, "
                    f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi});")
     elif s.kind == DEPTHWISE:
       fn = f"dw_k{s.kernel}s{s.stride}"
@@ -521,12 +572,12 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
                    f"{a['act_max']}, {dst}); }}")
     elif s.kind == ADD:
       other = f"arena + {off[s.inputs[1]]}"
+      kernels["add_s8"] = ADD_KERNEL
       fields = ", ".join(str(int(a[k])) for k in (
           "zp_a", "zp_b", "zp_out", "m1", "shift1", "m2", "shift2", "m_out",
           "shift_out", "act_min", "act_max"))
-      calls.append(f"  {{ static const tk_add_params ap = {{{fields}}};\n"
-                   f"    tk_add_s8(&ap, {h * w * c}, {src}, {other}, {dst}); }}")
-    calls[-1] = f"  POISON({i});\n" + calls[-1]
+      calls.append(f"  add_s8({src}, {other}, {dst}, {h * w * c}, {fields});")
+    calls[-1] = f"  POISON({i});\n" + calls[-1] + f"\n  TRACE({i});"
 
   starts, lens, first = _poison_table(plan)
   n_ops = len(specs)
@@ -581,6 +632,14 @@ static void poison(int32_t op) {{
 #else
 #define POISON(op)
 #endif
+
+#ifdef MODEL_TRACE
+/* Debugging hook: called with the arena after every op. */
+void model_trace(int32_t op, const int8_t *arena_bytes);
+#define TRACE(op) model_trace(op, arena)
+#else
+#define TRACE(op)
+#endif
 """
   in_off = off[schedule.INPUT]
   out_off = off[schedule.LOGITS]
@@ -627,11 +686,18 @@ def quantized_network(weights: str, calib: int = 1000, method: str = "minmax",
   """(arch, float ops, qgraph) of a TinyNAS weights file, calibrated on the
   first `calib` training images."""
   from jaxtiny import data  # pylint: disable=import-outside-toplevel
+  x_train, _ = data.load(dataset, "train", data_dir)
+  return quantize_trained(weights, x_train[:calib], method)
+
+
+def quantize_trained(weights: str, calib_images: np.ndarray,
+                     method: str = "minmax"):
+  """(arch, float ops, qgraph) of a TinyNAS weights file, activation ranges
+  calibrated on uint8 images [N, 28, 28, 1]."""
   from jaxtiny.tinyengine import evaluate  # pylint: disable=import-outside-toplevel
   from jaxtiny.tinyengine import graph  # pylint: disable=import-outside-toplevel
   arch, params, state = evaluate.load_network(weights)
-  x_train, _ = data.load(dataset, "train", data_dir)
-  calib_x = evaluate._float_inputs(x_train[:calib], arch.resolution)  # pylint: disable=protected-access
+  calib_x = evaluate._float_inputs(calib_images, arch.resolution)  # pylint: disable=protected-access
   ops = graph.fold(arch, params, state)
   qp = graph.calibrate(ops, calib_x, method=method)
   r = arch.resolution

@@ -27,9 +27,9 @@ import numpy as np
 from jaxtiny.tinyengine import build_ckernels
 
 INCLUDE = os.path.join(build_ckernels.CSRC, "include")
-# The library files generated code can call (pool, classifier, residual add).
+# The library files generated code calls (pooling, classifier).
 LIBRARY = [os.path.join(build_ckernels.CSRC, p) for p in (
-    "add/tk_add_s8.c", "pool/tk_avgpool_s8.c", "fc/tk_fully_connected_s8.c")]
+    "pool/tk_avgpool_s8.c", "fc/tk_fully_connected_s8.c")]
 
 HARNESS = """
 void model_invoke_batch(int32_t n, const int8_t *x, int8_t *y) {
@@ -38,6 +38,16 @@ void model_invoke_batch(int32_t n, const int8_t *x, int8_t *y) {
     model_invoke(x + (int64_t)i * MODEL_INPUT_BYTES,
                  y + (int64_t)i * MODEL_OUTPUT_BYTES);
 }
+"""
+TRACE_HARNESS = """
+static int8_t *trace_buffer;
+void model_trace(int32_t op, const int8_t *arena_bytes) {
+  int32_t i;
+  if (trace_buffer == 0) return;
+  for (i = 0; i < MODEL_ARENA_BYTES; ++i)
+    trace_buffer[(int64_t)op * MODEL_ARENA_BYTES + i] = arena_bytes[i];
+}
+void model_set_trace(int8_t *buffer) { trace_buffer = buffer; }
 """
 CDEF = """
 int8_t *model_input_buffer(void);
@@ -76,6 +86,22 @@ class HostModel:
   input_shape: tuple[int, int, int]
   output_bytes: int
   path: str
+  num_ops: int = 0
+  arena_bytes: int = 0
+
+  def trace(self, x_q: np.ndarray) -> np.ndarray:
+    """The arena after every op for one image x_q [H, W, C] (a build with
+    trace=True): int8 [num_ops, arena_bytes]."""
+    if not hasattr(self.lib, "model_set_trace"):
+      raise ValueError("build the model with trace=True to trace it.")
+    buf = np.zeros((self.num_ops, self.arena_bytes), np.int8)
+    self.lib.model_set_trace(self.ffi.cast("int8_t *",
+                                           self.ffi.from_buffer(buf)))
+    try:
+      self.invoke(x_q[None])
+    finally:
+      self.lib.model_set_trace(self.ffi.NULL)
+    return buf
 
   def invoke(self, x_q: np.ndarray) -> np.ndarray:
     x_q = np.ascontiguousarray(x_q)
@@ -90,14 +116,18 @@ class HostModel:
 
 
 def build(out_dir: str, name: str = "model", poison: bool = False,
-          cflags: Sequence[str] | None = None) -> HostModel:
+          cflags: Sequence[str] | None = None, trace: bool = False
+          ) -> HostModel:
   """Compiles the generated model in `out_dir` as a cffi extension (in
-  `out_dir/build`) and loads it. `poison` defines MODEL_POISON."""
+  `out_dir/build`) and loads it. `poison` defines MODEL_POISON; `trace`
+  defines MODEL_TRACE and adds the hook `HostModel.trace` uses."""
   from cffi import FFI  # pylint: disable=import-outside-toplevel
   header, source = _model_files(out_dir, name)
   flags = list(build_ckernels.CFLAGS if cflags is None else cflags)
   if poison:
     flags.append("-DMODEL_POISON")
+  if trace:
+    flags.append("-DMODEL_TRACE")
   with open(source, "rb") as f:
     digest = hashlib.sha256(f.read() + " ".join(flags).encode()).hexdigest()
   modname = f"_jtmodel_{digest[:16]}"
@@ -108,8 +138,9 @@ def build(out_dir: str, name: str = "model", poison: bool = False,
     path = found[0]
   else:
     ffi = FFI()
-    ffi.cdef(CDEF)
-    ffi.set_source(modname, f'#include "{name}.h"\n{HARNESS}',
+    ffi.cdef(CDEF + ("void model_set_trace(int8_t *buffer);" if trace else ""))
+    ffi.set_source(modname, f'#include "{name}.h"\n{HARNESS}' +
+                   (TRACE_HARNESS if trace else ""),
                    sources=[source] + LIBRARY,
                    include_dirs=[INCLUDE, os.path.abspath(out_dir)],
                    extra_compile_args=flags)
@@ -123,7 +154,9 @@ def build(out_dir: str, name: str = "model", poison: bool = False,
   loader.exec_module(module)
   shape = tuple(_read_define(header, f"MODEL_INPUT_{k}") for k in "HWC")
   return HostModel(module.lib, module.ffi, shape,
-                   _read_define(header, "MODEL_OUTPUT_BYTES"), path)
+                   _read_define(header, "MODEL_OUTPUT_BYTES"), path,
+                   _read_define(header, "MODEL_NUM_OPS"),
+                   _read_define(header, "MODEL_ARENA_BYTES"))
 
 
 DRIVER = r"""

@@ -416,7 +416,71 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   md = format_results(results)
   fileio.atomic_write_bytes(os.path.join(workdir, "results.md"), md.encode())
   print(md, flush=True)
+  if config.get("deploy") and config.deploy.enabled:
+    out["deploy"] = deploy_stage(config, results, splits, workdir)
   return out
+
+
+def deploy_stage(config, results: list[dict], splits: dict, workdir: str
+                 ) -> dict:
+  """TinyEngine deployment of every budget's final models (seed 0): int8
+  quantization (calibrated on training images), a memory plan that must fit
+  the budget's SRAM, generated C code compiled on the host and run on the
+  test set (bit-exact with the integer reference required), the interpreter
+  baseline, and a Cortex-M7 build. Writes deploy_<model>/ (sources and
+  deploy.json, reused when present), deploy.json, deploy.md, deploy.png."""
+  # pylint: disable=import-outside-toplevel
+  from jaxtiny.tinyengine import deploy as deploy_lib
+  from jaxtiny.tinyengine import evaluate
+  from jaxtiny.tinyengine import generate
+  from jaxtiny.tinyengine import graph
+  d = config.deploy
+  x_train = splits["train"][0][:d.calib]
+  x_test, y_test = splits["test"]
+  if d.test_images:
+    x_test, y_test = x_test[:d.test_images], y_test[:d.test_images]
+  rows = {}
+  for r in results:
+    for kind in d.models:
+      name = f"{kind}_{r['budget']}"
+      out_dir = os.path.join(workdir, f"deploy_{name}")
+      record = os.path.join(out_dir, "deploy.json")
+      if os.path.exists(record):
+        rows[name] = _read_json(record)
+        continue
+      t = time.time()
+      arch, _, g = generate.quantize_trained(
+          os.path.join(workdir, f"weights_{name}.npz"), x_train, d.method)
+      xq = graph.quantize_input(g, evaluate._float_inputs(  # pylint: disable=protected-access
+          x_test, arch.resolution))
+      row = deploy_lib.deploy(arch, g, out_dir, xq, labels=y_test,
+                              timing_images=d.timing_images,
+                              budget_bytes=r["sram_bytes"])
+      row["float_acc"] = r[kind]["test_acc_per_seed"][0]
+      row["budget_sram_bytes"] = r["sram_bytes"]
+      row["budget_flash_bytes"] = r["flash_bytes"]
+      row["seconds"] = time.time() - t
+      if not (row["logits_equal_reference"] and
+              row["generated_acc"] == row["int8_reference_acc"]):
+        raise RuntimeError(f"{name}: the generated code's logits differ from "
+                           "the integer reference; this is a bug.")
+      fileio.atomic_write_json(record, row)
+      rows[name] = row
+      print(f"deploy {name}: peak SRAM {row['peak_sram_bytes']:,} B, "
+            f"int8 {100 * row['generated_acc']:.2f}% (float "
+            f"{100 * row['float_acc']:.2f}%), "
+            f"{row['speedup_vs_interpreter']:.2f}x the interpreter", flush=True)
+  fileio.atomic_write_json(os.path.join(workdir, "deploy.json"), rows)
+  notes = ["Float accuracy: " + ", ".join(
+      f"{n} {100 * r['float_acc']:.2f} %" for n, r in rows.items()), "",
+           "Ratio: interpreter SRAM (greedy arena + op table + requantization "
+           "tables) / planned peak SRAM of the generated code. Latency on the "
+           "host, best of 5 runs over the timing images."]
+  deploy_lib.write_report(rows, os.path.join(workdir, "deploy.md"),
+                          os.path.join(workdir, "deploy.png"),
+                          title=f"TinyEngine deployment ({config.dataset})",
+                          notes=notes)
+  return rows
 
 
 def _acc_cell(m: dict) -> str:

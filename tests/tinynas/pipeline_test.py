@@ -57,6 +57,21 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
              open(os.path.join(workdir, "search_sram24k-flash160k.jsonl"))]
   assert [h["step"] for h in history] == list(range(config.search.generations + 1))
   assert history[-1]["best"] >= history[0]["best"]
+  # Deployment: both final models planned within the SRAM budget, generated,
+  # compiled and run bit-exact with the integer reference.
+  assert set(out["deploy"]) == {"searched_sram24k-flash160k",
+                                "mbv2_sram24k-flash160k"}
+  for name, d in out["deploy"].items():
+    assert d["logits_equal_reference"] and d["sanitized_equal_reference"], name
+    assert d["poisoned_equal_reference"] and d["interpreter_equal_reference"]
+    assert d["generated_acc"] == d["int8_reference_acc"]
+    assert d["images"] == config.deploy.test_images
+    assert d["peak_sram_bytes"] <= budget.sram_bytes
+    assert d["cortex_m7_sram_equals_plan"]
+    src = os.path.join(workdir, f"deploy_{name}", "model.c")
+    assert os.path.getsize(src) > 0
+  for name in ("deploy.md", "deploy.png", "deploy.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   # Resume: a second run reuses every stage's output and trains nothing.
   weights = os.path.join(workdir, "weights_searched_sram24k-flash160k.npz")
   stamp = os.path.getmtime(weights)
@@ -64,6 +79,7 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
   strip = lambda o: [{k: v for k, v in r.items()  # noqa: E731
                       if k != "wall_seconds_this_run"} for r in o["results"]]
   assert strip(again) == strip(out)
+  assert again["deploy"] == json.loads(json.dumps(out["deploy"]))
   assert again["results"][0]["wall_seconds_this_run"] < \
       out["results"][0]["wall_seconds_this_run"]
   assert os.path.getmtime(weights) == stamp
