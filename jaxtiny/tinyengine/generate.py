@@ -202,31 +202,19 @@ static void conv_k{k}s{s}c{cin}(const int8_t *x, int8_t *y, int32_t h,
 
 
 ADD_KERNEL = """
-/* Residual add (TFLite int8 ADD, as tk_add_s8) with the requantization
- * written branch-free so the loop vectorises; in place when y == a. */
-static inline int32_t rq(int32_t x, int32_t m, int32_t sh) {
-  const int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
-  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
-  const int32_t xs = (int32_t)((uint32_t)x << left);
-  const int64_t ab = (int64_t)xs * m;
-  const int64_t sign = ab >> 63;
-  const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
-  const int32_t hi32 =
-      (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
-  const int32_t rem = hi32 & mask;
-  const int32_t thr = (mask >> 1) - (hi32 >> 31);
-  return (hi32 >> right) + (rem > thr);
-}
-
+/* Residual add (TFLite int8 ADD, as tk_add_s8) with the branch-free
+ * requantization, so the loop vectorises; in place when y == a. */
 static void add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t n,
                    int32_t za, int32_t zb, int32_t zo, int32_t ma, int32_t sa,
                    int32_t mb, int32_t sb, int32_t mo, int32_t so, int32_t lo,
                    int32_t hi) {
   int32_t i;
   for (i = 0; i < n; ++i) {
-    const int32_t va = rq(((int32_t)a[i] - za) * (1 << 20), ma, sa);
-    const int32_t vb = rq(((int32_t)b[i] - zb) * (1 << 20), mb, sb);
-    int32_t v = rq(va + vb, mo, so) + zo;
+    const int32_t va =
+        tk_requantize_bf(((int32_t)a[i] - za) * (1 << TK_ADD_LEFT_SHIFT), ma, sa);
+    const int32_t vb =
+        tk_requantize_bf(((int32_t)b[i] - zb) * (1 << TK_ADD_LEFT_SHIFT), mb, sb);
+    int32_t v = tk_requantize_bf(va + vb, mo, so) + zo;
     v = v < lo ? lo : v;
     v = v > hi ? hi : v;
     y[i] = (int8_t)v;
@@ -334,27 +322,16 @@ static void pointwise_deep(const int8_t *x, int8_t *y, int32_t npix,
 ROW_BLOCK = 64
 ROW_HELPERS = """
 /* Requantizes n accumulators that share one multiplier and shift (one
- * channel of a depthwise row) and stores them `stride` bytes apart. Same
- * arithmetic as tk_requantize_block; a uniform multiplier lets the compiler
- * vectorise it. */
+ * channel of a depthwise row) and stores them `stride` bytes apart; a
+ * uniform multiplier lets the compiler vectorise the loop. */
 #define ROW_BLOCK %d
 static inline void requant_row(const int32_t *acc, int32_t n, int32_t m,
                                int32_t sh, int32_t zp, int32_t lo, int32_t hi,
                                int8_t *dst, int32_t stride) {
   int8_t out[ROW_BLOCK];
-  const int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
-  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
   int32_t i;
   for (i = 0; i < n; ++i) {
-    const int32_t x = (int32_t)((uint32_t)acc[i] << left);
-    const int64_t ab = (int64_t)x * m;
-    const int64_t sign = ab >> 63;
-    const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
-    const int32_t hi32 =
-        (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
-    const int32_t rem = hi32 & mask;
-    const int32_t thr = (mask >> 1) - (hi32 >> 31);
-    int32_t v = (hi32 >> right) + (rem > thr) + zp;
+    int32_t v = tk_requantize_bf(acc[i], m, sh) + zp;
     v = v < lo ? lo : v;
     v = v > hi ? hi : v;
     out[i] = (int8_t)v;

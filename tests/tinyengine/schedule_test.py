@@ -57,17 +57,20 @@ def test_tinyengine_plan_by_hand():
   assert plan.offsets["stem"] == 128
   assert plan.offsets["b0.project"] == plan.offsets["b0.add"] == 192
   assert plan.arena_bytes == 256 == max(plan.live_bytes())
-  # Scratch: only the dw's zero-point-padded plane, 6x6 = 36 B (the
-  # generated pointwise and stem kernels need none).
-  assert plan.scratch_per_op == (0, 0, 36, 0, 0, 0, 0)
-  assert plan.scratch_bytes == 36 and plan.peak_bytes == 256 + 36
+  # Scratch: the dw's input channel plane (4x4 = 16 B) and the
+  # projection's two int16 input columns (cin 8 > cout 4: 2 x 2 x 8 = 32 B);
+  # the expansion and the direct stem convolution need none.
+  assert plan.scratch_per_op == (0, 0, 16, 32, 0, 0, 0)
+  assert plan.scratch_bytes == 32 and plan.peak_bytes == 256 + 32
   schedule.check_plan(plan)
-  # Scratch in the arena instead: a buffer alive during op 2 only. It clears
-  # expand/dw [0, 128) and stem [128, 192) -> 192; project is not alive yet.
-  # The arena stays 256 (the bytes alive at op 3); "auto" keeps this plan.
+  # Scratch in the arena instead: buffers alive during their op only. The
+  # plane (op 2) clears expand/dw [0, 128) and stem [128, 192) -> 192; the
+  # columns (op 3) also clear project [192, 256) -> 256. Arena 288 = the
+  # bytes alive at op 3 (64 + 128 + 64 + 32): a tie with the shared layout.
   arena = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="arena")
-  assert arena.scratch_bytes == 0 and arena.scratch_offsets == {2: 192}
-  assert arena.peak_bytes == arena.arena_bytes == 256
+  assert arena.scratch_bytes == 0
+  assert arena.scratch_offsets == {2: 192, 3: 256}
+  assert arena.peak_bytes == arena.arena_bytes == 288 == max(arena.live_bytes())
   schedule.check_plan(arena)
   auto = schedule.plan_memory(schedule.op_specs(_tiny()))
   assert auto.peak_bytes == min(plan.peak_bytes, arena.peak_bytes)
@@ -136,7 +139,7 @@ def test_check_plan_catches_an_overlap():
 def test_budget_error_says_by_how_much():
   with pytest.raises(schedule.PlanError) as e:
     schedule.plan_memory(schedule.op_specs(_tiny()), budget_bytes=200)
-  assert "56 B over the budget of 200 B" in str(e.value)
+  assert "88 B over the budget of 200 B" in str(e.value)
 
 
 def test_bad_graphs_are_rejected():

@@ -100,11 +100,30 @@ static inline int32_t tk_requantize(int32_t x, int32_t multiplier,
   return tk_rdbpot(tk_srdhm_nonneg(shifted, multiplier), right);
 }
 
-/* Branch-free requantization of a block of accumulators (the hot loop of the
- * optimised kernels; no data-dependent branches to mispredict, and simple
- * enough for the compiler to vectorise). Bit-exact with tk_requantize; it
- * relies on arithmetic right shifts of negative values, which every C99
- * compiler for our targets (GCC, Clang, arm-none-eabi, IAR) implements. */
+/* Branch-free tk_requantize (no data-dependent branches to mispredict, and
+ * simple enough for the compiler to vectorise loops of it). Bit-exact with
+ * tk_requantize; it relies on arithmetic right shifts of negative values,
+ * which every C99 compiler for our targets (GCC, Clang, arm-none-eabi, IAR)
+ * implements. */
+static inline int32_t tk_requantize_bf(int32_t acc, int32_t multiplier,
+                                       int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  const int32_t x = (int32_t)((uint32_t)acc << left);
+  const int64_t ab = (int64_t)x * multiplier;
+  const int64_t sign = ab >> 63;                     /* 0 or -1 */
+  const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
+  /* Truncating division by 2^31: add 2^31 - 1 to negatives first. */
+  const int32_t hi =
+      (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
+  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  const int32_t rem = hi & mask;
+  const int32_t thr = (mask >> 1) - (hi >> 31);
+  return (hi >> right) + (rem > thr);
+}
+
+/* tk_requantize_bf over a block of accumulators with per-channel
+ * parameters, plus zero point and clamp (the optimised kernels' hot loop). */
 static inline void tk_requantize_block(const int32_t *acc, int32_t n,
                                        const int32_t *multiplier,
                                        const int32_t *shift, int32_t zp,
@@ -112,20 +131,7 @@ static inline void tk_requantize_block(const int32_t *acc, int32_t n,
                                        int8_t *dst) {
   int32_t i;
   for (i = 0; i < n; ++i) {
-    const int32_t sh = shift[i];
-    const int32_t left = sh > 0 ? sh : 0;
-    const int32_t right = sh > 0 ? 0 : -sh;
-    const int32_t x = (int32_t)((uint32_t)acc[i] << left);
-    const int64_t ab = (int64_t)x * multiplier[i];
-    const int64_t sign = ab >> 63;                   /* 0 or -1 */
-    const int64_t sum = ab + ((int64_t)1 << 30) - (sign & (((int64_t)1 << 31) - 1));
-    /* Truncating division by 2^31: add 2^31 - 1 to negatives first. */
-    const int32_t hi =
-        (int32_t)((sum + ((sum >> 63) & (((int64_t)1 << 31) - 1))) >> 31);
-    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
-    const int32_t rem = hi & mask;
-    const int32_t thr = (mask >> 1) - (hi >> 31);
-    int32_t v = (hi >> right) + (rem > thr) + zp;
+    int32_t v = tk_requantize_bf(acc[i], multiplier[i], shift[i]) + zp;
     v = v < act_min ? act_min : v;
     v = v > act_max ? act_max : v;
     dst[i] = (int8_t)v;
