@@ -78,6 +78,16 @@ def _read_define(header: str, key: str) -> int:
   raise BuildError(f"{header} does not define {key}.")
 
 
+def batch_buffers(x_q: np.ndarray, input_shape: tuple[int, ...],
+                  output_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+  """Checks an int8 batch [N, H, W, C] and allocates its logits [N, K]."""
+  x_q = np.ascontiguousarray(x_q)
+  if x_q.dtype != np.int8 or tuple(x_q.shape[1:]) != tuple(input_shape):
+    raise ValueError(f"input must be int8 [N, {tuple(input_shape)}], got "
+                     f"{x_q.dtype} {x_q.shape}.")
+  return x_q, np.empty((len(x_q), output_bytes), np.int8)
+
+
 @dataclasses.dataclass
 class HostModel:
   """A generated model compiled into this process."""
@@ -104,11 +114,7 @@ class HostModel:
     return buf
 
   def invoke(self, x_q: np.ndarray) -> np.ndarray:
-    x_q = np.ascontiguousarray(x_q)
-    if x_q.dtype != np.int8 or tuple(x_q.shape[1:]) != self.input_shape:
-      raise ValueError(f"input must be int8 [N, {self.input_shape}], got "
-                       f"{x_q.dtype} {x_q.shape}.")
-    out = np.empty((len(x_q), self.output_bytes), np.int8)
+    x_q, out = batch_buffers(x_q, self.input_shape, self.output_bytes)
     self.lib.model_invoke_batch(
         len(x_q), self.ffi.cast("const int8_t *", self.ffi.from_buffer(x_q)),
         self.ffi.cast("int8_t *", self.ffi.from_buffer(out)))

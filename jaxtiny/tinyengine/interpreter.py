@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxtiny.tinyengine import ckernels
+from jaxtiny.tinyengine import host
 from jaxtiny.tinyengine import schedule
 from jaxtiny.tinynas import arch as arch_lib
 
@@ -103,11 +104,7 @@ class Interpreter:
     return out
 
   def invoke(self, x_q: np.ndarray) -> np.ndarray:
-    x_q = np.ascontiguousarray(x_q)
-    if x_q.dtype != np.int8 or tuple(x_q.shape[1:]) != self.input_shape:
-      raise ValueError(f"input must be int8 [N, {self.input_shape}], got "
-                       f"{x_q.dtype} {x_q.shape}.")
-    out = np.empty((len(x_q), self.output_bytes), np.int8)
+    x_q, out = host.batch_buffers(x_q, self.input_shape, self.output_bytes)
     ffi = self.ffi
     status = self.lib.tk_interp_invoke_batch(
         self.ops, len(self.specs),
