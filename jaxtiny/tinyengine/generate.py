@@ -318,67 +318,127 @@ static inline void requant_row(const int32_t *acc, int32_t n, int32_t m,
 """ % ROW_BLOCK
 
 
-def _depthwise_kernel(k: int, s: int) -> str:
+def _depthwise_plane_kernel(k: int, s: int) -> str:
   p = k // 2
   taps = [(i, j) for i in range(k) for j in range(k)]
-  loads = "\n".join(f"    const int32_t k{i}_{j} = f[{i * k + j}];"
+  loads = "\n".join(f"  const int32_t k{i}_{j} = f[{i * k + j}];"
                     for i, j in taps)
-  terms = " +\n                   ".join(f"r[{i} * w + {j}] * k{i}_{j}"
-                                         for i, j in taps)
+  terms = " +\n                 ".join(f"r[{i} * w + {j}] * k{i}_{j}"
+                                       for i, j in taps)
   return f"""
-/* Depthwise convolution, {k}x{k} stride {s}, 'same' padding, one channel at a
- * time through `plane` (one h x w input channel, copied first, so the op can
- * run in place: with y == x, channel c of output pixel q lands on channel c
- * of input pixel q, which is already in the plane). Windows inside the input
- * use the unrolled taps and the folded bias (b = bias - zp_in * sum(w));
- * windows that reach the border skip the padding taps and add back
- * zp_in * sum(w). Each output row is requantized as a block. Weights
- * [C][{k}*{k}]. */
+/* One channel of a depthwise convolution, {k}x{k} stride {s}, 'same'
+ * padding, from a ready h x w input plane into y[(oy * wo + ox) * c]
+ * (y points at the channel). Windows inside the input use the unrolled taps
+ * and the folded bias (b = bias - zp_in * sum(f)); windows that reach the
+ * border skip the padding taps and add back zp_in * sum(f). Each output row
+ * is requantized as a block. */
+static void dwplane_k{k}s{s}(const int8_t *plane, int8_t *y, int32_t h,
+                           int32_t w, int32_t c, int32_t ho, int32_t wo,
+                           const int8_t *f, int32_t b, int32_t m, int32_t sh,
+                           int32_t zp_in, int32_t zp_out, int32_t lo,
+                           int32_t hi) {{
+  /* Interior outputs: o * {s} - {p} >= 0 and o * {s} - {p} + {k - 1} < size. */
+  const int32_t y_lo = {(p + s - 1) // s}, x_lo = {(p + s - 1) // s};
+  const int32_t y_hi = h >= {k - p} ? (h - {k - p}) / {s} + 1 : 0;
+  const int32_t x_hi = w >= {k - p} ? (w - {k - p}) / {s} + 1 : 0;
+{loads}
+  int32_t i, j, oy, ox, o0, wsum = 0;
+  for (i = 0; i < {k * k}; ++i) wsum += f[i];
+  for (oy = 0; oy < ho; ++oy) {{
+    const int32_t inner_row = oy >= y_lo && oy < y_hi;
+    const int32_t iy0 = oy * {s} - {p};
+    for (o0 = 0; o0 < wo; o0 += ROW_BLOCK) {{
+      const int32_t n = wo - o0 < ROW_BLOCK ? wo - o0 : ROW_BLOCK;
+      int32_t acc[ROW_BLOCK];
+      for (ox = o0; ox < o0 + n; ++ox) {{
+        if (inner_row && ox >= x_lo && ox < x_hi) {{
+          const int8_t *r = plane + iy0 * w + ox * {s} - {p};
+          acc[ox - o0] = b + {terms};
+        }} else {{
+          const int32_t ix0 = ox * {s} - {p};
+          int32_t a = b + zp_in * wsum;
+          for (i = 0; i < {k}; ++i) {{
+            if (iy0 + i < 0 || iy0 + i >= h) continue;
+            for (j = 0; j < {k}; ++j) {{
+              if (ix0 + j < 0 || ix0 + j >= w) continue;
+              a += ((int32_t)plane[(iy0 + i) * w + ix0 + j] - zp_in) *
+                   f[i * {k} + j];
+            }}
+          }}
+          acc[ox - o0] = a;
+        }}
+      }}
+      requant_row(acc, n, m, sh, zp_out, lo, hi, y + (oy * wo + o0) * c, c);
+    }}
+  }}
+}}
+"""
+
+
+def _depthwise_kernel(k: int, s: int) -> str:
+  return f"""
+/* Depthwise convolution, {k}x{k} stride {s}, one channel at a time: the
+ * channel is copied into `plane` (h x w bytes) first, so the op can run in
+ * place: with y == x, channel c of output pixel q lands on channel c of
+ * input pixel q, which is already in the plane. Weights [C][{k}*{k}]. */
 static void dw_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
                       int32_t c, int32_t ho, int32_t wo, const int8_t *wt,
                       const int32_t *bias, const int32_t *mult,
                       const int32_t *shift, int32_t zp_in, int32_t zp_out,
                       int32_t lo, int32_t hi, int8_t *plane) {{
-  /* Interior outputs: o * {s} - {p} >= 0 and o * {s} - {p} + {k - 1} < size. */
-  const int32_t y_lo = {(p + s - 1) // s}, x_lo = {(p + s - 1) // s};
-  const int32_t y_hi = h >= {k - p} ? (h - {k - p}) / {s} + 1 : 0;
-  const int32_t x_hi = w >= {k - p} ? (w - {k - p}) / {s} + 1 : 0;
-  int32_t ch, i, j, oy, ox, o0;
+  int32_t ch, i;
   for (ch = 0; ch < c; ++ch) {{
-    const int8_t *f = wt + ch * {k * k};
-{loads}
-    const int32_t b = bias[ch], m = mult[ch], sh = shift[ch];
-    int32_t wsum = 0;
-    for (i = 0; i < {k * k}; ++i) wsum += f[i];
     for (i = 0; i < h * w; ++i) plane[i] = x[i * c + ch];
-    for (oy = 0; oy < ho; ++oy) {{
-      const int32_t inner_row = oy >= y_lo && oy < y_hi;
-      const int32_t iy0 = oy * {s} - {p};
-      for (o0 = 0; o0 < wo; o0 += ROW_BLOCK) {{
-        const int32_t n = wo - o0 < ROW_BLOCK ? wo - o0 : ROW_BLOCK;
-        int32_t acc[ROW_BLOCK];
-        for (ox = o0; ox < o0 + n; ++ox) {{
-          if (inner_row && ox >= x_lo && ox < x_hi) {{
-            const int8_t *r = plane + iy0 * w + ox * {s} - {p};
-            acc[ox - o0] = b + {terms};
-          }} else {{
-            const int32_t ix0 = ox * {s} - {p};
-            int32_t a = b + zp_in * wsum;
-            for (i = 0; i < {k}; ++i) {{
-              if (iy0 + i < 0 || iy0 + i >= h) continue;
-              for (j = 0; j < {k}; ++j) {{
-                if (ix0 + j < 0 || ix0 + j >= w) continue;
-                a += ((int32_t)plane[(iy0 + i) * w + ix0 + j] - zp_in) *
-                     f[i * {k} + j];
-              }}
-            }}
-            acc[ox - o0] = a;
-          }}
-        }}
-        requant_row(acc, n, m, sh, zp_out, lo, hi,
-                    y + (oy * wo + o0) * c + ch, c);
-      }}
-    }}
+    dwplane_k{k}s{s}(plane, y + ch, h, w, c, ho, wo, wt + ch * {k * k},
+                   bias[ch], mult[ch], shift[ch], zp_in, zp_out, lo, hi);
+  }}
+}}
+"""
+
+
+EXPAND_CHANNEL = """
+/* One output channel of a pointwise expansion over all h * w pixels, into a
+ * plane (weights row [cin], input zero point folded into the bias). */
+static void expand_channel(const int8_t *x, int8_t *plane, int32_t npix,
+                           int32_t cin, const int8_t *wrow, int32_t b,
+                           int32_t m, int32_t sh, int32_t zp, int32_t lo,
+                           int32_t hi) {
+  int32_t p0, j, k;
+  for (p0 = 0; p0 < npix; p0 += ROW_BLOCK) {
+    const int32_t n = npix - p0 < ROW_BLOCK ? npix - p0 : ROW_BLOCK;
+    const int8_t *xb = x + p0 * cin;
+    int32_t acc[ROW_BLOCK];
+    for (j = 0; j < n; ++j) acc[j] = b;
+    for (k = 0; k < cin; ++k) {
+      const int32_t wk = wrow[k];
+      for (j = 0; j < n; ++j) acc[j] += xb[j * cin + k] * wk;
+    }
+    requant_row(acc, n, m, sh, zp, lo, hi, plane + p0, 1);
+  }
+}
+"""
+
+
+def _fused_kernel(k: int, s: int) -> str:
+  return f"""
+/* A pointwise expansion fused into its {k}x{k} stride-{s} depthwise: each
+ * expanded channel is computed into `plane` (h x w bytes) and convolved
+ * right away, so the expanded tensor never exists in the arena. Expansion
+ * weights [C][cin]; depthwise weights [C][{k}*{k}]. */
+static void fused_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
+                         int32_t cin, int32_t c, int32_t ho, int32_t wo,
+                         const int8_t *ew, const int32_t *eb,
+                         const int32_t *em, const int32_t *es, int32_t ezp,
+                         int32_t elo, int32_t ehi, const int8_t *wt,
+                         const int32_t *bias, const int32_t *mult,
+                         const int32_t *shift, int32_t zp_out, int32_t lo,
+                         int32_t hi, int8_t *plane) {{
+  int32_t ch;
+  for (ch = 0; ch < c; ++ch) {{
+    expand_channel(x, plane, h * w, cin, ew + ch * cin, eb[ch], em[ch],
+                   es[ch], ezp, elo, ehi);
+    dwplane_k{k}s{s}(plane, y + ch, h, w, c, ho, wo, wt + ch * {k * k},
+                   bias[ch], mult[ch], shift[ch], ezp, zp_out, lo, hi);
   }}
 }}
 """
@@ -467,8 +527,10 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
 
   for i, (op, s) in enumerate(zip(g.ops, specs)):
     a = op.args
-    src = f"arena + {off[s.inputs[0]]}"
-    dst = f"arena + {off[s.output]}"
+    # (A fused expansion's output and its depthwise's input are not in the
+    # arena; the branches below take their pointers from elsewhere.)
+    src = f"arena + {off.get(s.inputs[0], -1)}"
+    dst = f"arena + {off.get(s.output, -1)}"
     h, w, c = s.in_shape
     ho, wo, co = s.out_shape
     p = f"L{i}"
@@ -480,7 +542,8 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
       elif s.kind == CONV and s.pointwise:
         rows = a["w"].reshape(co, c)
         bias = _fold_zero_point(rows, a["bias"], a["zp_in"])
-        wt = rows if schedule.pointwise_columns(s) else np.ascontiguousarray(
+        rowwise = schedule.pointwise_columns(s) or s.output in plan.fused
+        wt = rows if rowwise else np.ascontiguousarray(
             rows.T)                                # wide: [cin][cout]
       elif s.kind == CONV:                       # [k * k * cin][cout]
         wt = np.ascontiguousarray(a["w"].reshape(co, -1).T)
@@ -495,8 +558,11 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
       data.append(_c_array("int32_t", f"{p}_s", a["shift"]))
       flash += wt.size + 12 * len(bias)
       zo, lo, hi = a["zp_out"], a["act_min"], a["act_max"]
-    if s.kind == CONV and s.pointwise:
-      kernels["pointwise"] = POINTWISE_KERNELS
+    if s.kind == CONV and s.output in plan.fused:
+      calls.append(f"  /* {s.output}: computed one channel at a time inside "
+                   f"op {i + 1} */")
+    elif s.kind == CONV and s.pointwise:
+      kernels.setdefault("pointwise", POINTWISE_KERNELS)
       if schedule.pointwise_columns(s):
         calls.append(f"  pointwise_deep({src}, {dst}, {h * w}, {c}, {co}, "
                      f"{p}_w, {p}_b, {q}, {zo}, {lo}, {hi}, {scratch_ptr(i)});")
@@ -505,17 +571,32 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
                      f"{p}_w, {p}_b, {q}, {zo}, {lo}, {hi});")
     elif s.kind == CONV:
       fn = f"conv_k{s.kernel}s{s.stride}c{c}"
+      kernels.setdefault("_requant_row", ROW_HELPERS)
       kernels[fn] = _direct_conv_kernel(s.kernel, s.stride, c)
-      kernels["_requant_row"] = ROW_HELPERS
       calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {ho}, {wo}, {co}, "
                    f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi});")
     elif s.kind == DEPTHWISE:
-      fn = f"dw_k{s.kernel}s{s.stride}"
-      kernels[fn] = _depthwise_kernel(s.kernel, s.stride)
-      kernels["_requant_row"] = ROW_HELPERS
-      calls.append(f"  {fn}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, "
-                   f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
-                   f"{scratch_ptr(i)});")
+      kk = f"k{s.kernel}s{s.stride}"
+      kernels.setdefault("_requant_row", ROW_HELPERS)
+      kernels.setdefault(f"dwplane_{kk}",
+                         _depthwise_plane_kernel(s.kernel, s.stride))
+      if s.inputs[0] in plan.fused:
+        e = g.ops[i - 1].args
+        ep = f"L{i - 1}"
+        eh, ew_, ec = specs[i - 1].in_shape
+        kernels.setdefault("expand_channel", EXPAND_CHANNEL)
+        kernels.setdefault(f"fused_{kk}", _fused_kernel(s.kernel, s.stride))
+        src = f"arena + {off[specs[i - 1].inputs[0]]}"
+        calls.append(
+            f"  fused_{kk}({src}, {dst}, {h}, {w}, {ec}, {c}, {ho}, {wo}, "
+            f"{ep}_w, {ep}_b, {ep}_m, {ep}_s, {e['zp_out']}, {e['act_min']}, "
+            f"{e['act_max']}, {p}_w, {p}_b, {q}, {zo}, {lo}, {hi}, "
+            f"{scratch_ptr(i)});")
+      else:
+        kernels.setdefault(f"dw_{kk}", _depthwise_kernel(s.kernel, s.stride))
+        calls.append(f"  dw_{kk}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, "
+                     f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
+                     f"{scratch_ptr(i)});")
     elif s.kind == FC:
       calls.append(f"  {{ static const tk_requant q = {{{p}_m, {p}_s}};\n"
                    f"    tk_fully_connected_s8({a['zp_in']}, {zo}, {lo}, {hi}, "
@@ -526,7 +607,7 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
                    f"{a['act_max']}, {dst}); }}")
     elif s.kind == ADD:
       other = f"arena + {off[s.inputs[1]]}"
-      kernels["add_s8"] = ADD_KERNEL
+      kernels.setdefault("add_s8", ADD_KERNEL)
       fields = ", ".join(str(int(a[k])) for k in (
           "zp_a", "zp_b", "zp_out", "m1", "shift1", "m2", "shift2", "m_out",
           "shift_out", "act_min", "act_max"))
@@ -605,7 +686,7 @@ static int8_t arena[MODEL_ARENA_BYTES] __attribute__((aligned(8)));
 {"static int8_t scratch[MODEL_SCRATCH_BYTES];" if shared else ""}
 
 {"".join(data)}
-{"".join(kernels[k] for k in sorted(kernels))}
+{"".join(kernels.values())}
 {poison}
 int8_t *model_input_buffer(void) {{ return arena + {in_off}; }}
 

@@ -194,6 +194,9 @@ class Plan:
   scratch_offsets: dict[int, int]      # "greedy": op index -> arena offset
   tile: int                            # "greedy": im2col tile (pixels)
   arena_bytes: int
+  # Expansion outputs never materialised: each is computed one channel at a
+  # time inside the depthwise op that reads it ("tinyengine" only).
+  fused: frozenset[str] = frozenset()
 
   @property
   def peak_bytes(self) -> int:
@@ -215,26 +218,62 @@ class Plan:
     return {"strategy": self.strategy, "arena_bytes": self.arena_bytes,
             "scratch_bytes": self.scratch_bytes, "peak_bytes": self.peak_bytes,
             "tile": self.tile, "inplace_ops": len(self.inplace),
+            "fused_blocks": len(self.fused),
             "max_live_bytes": max(self.live_bytes())}
 
 
-def _lifetimes(specs: Sequence[OpSpec]) -> dict[str, tuple[int, int]]:
+def reads(specs: Sequence[OpSpec], fused: frozenset[str] = frozenset()
+          ) -> list[tuple[str, ...]]:
+  """The tensors each op reads from the arena: a fused expansion reads
+  nothing (it runs inside its depthwise), and that depthwise reads the
+  expansion's input instead."""
+  src = {s.output: s.inputs[0] for s in specs if s.output in fused}
+  out = []
+  for s in specs:
+    if s.output in fused:
+      out.append(())
+    else:
+      out.append(tuple(src.get(t, t) for t in s.inputs))
+  return out
+
+
+def _lifetimes(specs: Sequence[OpSpec], fused: frozenset[str] = frozenset()
+               ) -> dict[str, tuple[int, int]]:
+  """(written at, last read at) of every tensor held in the arena."""
   n = len(specs)
   birth = {INPUT: -1}
   last: dict[str, int] = {}
-  for i, s in enumerate(specs):
+  for i, (s, r) in enumerate(zip(specs, reads(specs, fused))):
     for name in s.inputs:
       if name not in birth:
         raise PlanError(f"op {i} ({s.kind} -> {s.output}) reads {name!r} "
                         "before any op writes it.")
+    for name in r:
       last[name] = i
-    if s.output in birth:
+    if s.output in birth or s.output == INPUT:
       raise PlanError(f"tensor {s.output!r} is written twice (op {i}).")
     birth[s.output] = i
   if LOGITS not in birth:
     raise PlanError(f"no op writes {LOGITS!r}.")
   last[LOGITS] = n
-  return {t: (birth[t], last.get(t, birth[t])) for t in birth}
+  return {t: (birth[t], last.get(t, birth[t])) for t in birth
+          if t not in fused}
+
+
+def fusable(specs: Sequence[OpSpec]) -> list[str]:
+  """Expansions (1x1, stride 1) read only by the depthwise right after them:
+  they can be computed one output channel at a time inside it."""
+  readers: dict[str, list[int]] = {}
+  for i, s in enumerate(specs):
+    for t in s.inputs:
+      readers.setdefault(t, []).append(i)
+  out = []
+  for i, s in enumerate(specs[:-1]):
+    nxt = specs[i + 1]
+    if (s.kind == CONV and s.pointwise and nxt.kind == DEPTHWISE and
+        nxt.inputs == (s.output,) and readers.get(s.output) == [i + 1]):
+      out.append(s.output)
+  return out
 
 
 def _shapes(specs: Sequence[OpSpec]) -> dict[str, Shape]:
@@ -249,6 +288,8 @@ def _inplace_source(spec: OpSpec, i: int, life: dict[str, tuple[int, int]],
   """The input whose buffer op i may overwrite, if any (TinyEngine)."""
   if spec.kind == DEPTHWISE:
     src = spec.inputs[0]
+    if src not in life:                # A fused expansion: not in the arena.
+      return None
     fits = nbytes(spec.out_shape) <= nbytes(shapes[src])
     return src if life[src][1] == i and fits else None
   if spec.kind == ADD:
@@ -285,19 +326,47 @@ def _place(buffers: Sequence[Buffer], align: int = 1) -> dict[str, int]:
 def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
                 tile: int = 2,
                 budget_bytes: int | None = None,
-                scratch: str = "auto") -> Plan:
+                scratch: str = "auto",
+                fuse: str | Sequence[str] = "auto") -> Plan:
   """Lays out every activation of `specs` in one arena (see module doc).
 
   `tile`: the "greedy" im2col tile in output pixels; `budget_bytes`, when
   given, is the SRAM the plan must fit (peak), else PlanError says by how
-  much it is exceeded.
+  much it is exceeded. `fuse` ("tinyengine" only): "auto" fuses an
+  expansion into its depthwise (see `fusable`) while the peak sits on that
+  block and fusing lowers it; "none" never; or the expansion names to fuse.
   """
   if strategy not in STRATEGIES:
     raise PlanError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
   if not specs:
     raise PlanError("no ops to plan.")
   specs = tuple(specs)
-  life = _lifetimes(specs)
+  if strategy == "greedy" or fuse == "none":
+    fused: frozenset[str] = frozenset()
+  elif fuse == "auto":
+    plan = plan_memory(specs, strategy, tile, None, scratch, fuse=())
+    candidates = fusable(specs)
+    while True:
+      live = plan.live_bytes()
+      t = max(range(len(live)), key=lambda k: live[k]) - 1   # op at the peak
+      near = [e for e in candidates if e not in plan.fused and
+              any(specs[j].output == e for j in (t, t - 1) if 0 <= j)]
+      if not near:
+        break
+      trial = plan_memory(specs, strategy, tile, None, scratch,
+                          fuse=tuple(plan.fused | {near[0]}))
+      if trial.peak_bytes >= plan.peak_bytes:
+        break
+      plan = trial
+    _check_budget(plan, budget_bytes)
+    return plan
+  else:
+    fused = frozenset(fuse)
+    bad = fused - set(fusable(specs))
+    if bad:
+      raise PlanError(f"cannot fuse {sorted(bad)}: only expansions read by "
+                      "the depthwise right after them can be fused.")
+  life = _lifetimes(specs, fused)
   shapes = _shapes(specs)
 
   # Aliases: a chain of tensors sharing one buffer (in-place ops).
@@ -321,15 +390,18 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
   greedy = strategy == "greedy"
   if tile < 1:
     raise PlanError(f"tile must be >= 1, got {tile}.")
-  need = tuple(scratch_need(s, strategy, tile) for s in specs)
+  need = tuple(0 if s.output in fused else scratch_need(s, strategy, tile)
+               for s in specs)
   if scratch not in ("auto", "shared", "arena"):
     raise PlanError(f"scratch must be 'auto', 'shared' or 'arena', got "
                     f"{scratch!r}.")
   if greedy:
     scratch = "arena"
   elif scratch == "auto":
-    shared = plan_memory(specs, strategy, tile, scratch="shared")
-    in_arena = plan_memory(specs, strategy, tile, scratch="arena")
+    shared = plan_memory(specs, strategy, tile, scratch="shared",
+                         fuse=tuple(fused))
+    in_arena = plan_memory(specs, strategy, tile, scratch="arena",
+                           fuse=tuple(fused))
     plan = min(shared, in_arena, key=lambda p: p.peak_bytes)
     _check_budget(plan, budget_bytes)
     return plan
@@ -345,7 +417,7 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
                       for i, b in enumerate(need) if b} if in_arena else {})
   plan = Plan(strategy, specs, tuple(buffers), buffer_offsets, offsets,
               frozenset(inplace), need, 0 if in_arena else max(need),
-              scratch_offsets, tile, arena)
+              scratch_offsets, tile, arena, fused)
   _check_budget(plan, budget_bytes)
   return plan
 
@@ -363,7 +435,7 @@ def check_plan(plan: Plan) -> None:
   """Raises PlanError if two tensors that are alive at the same time share
   any arena byte (aliases of one in-place op excepted), or a scratch buffer
   overlaps a live tensor."""
-  life = _lifetimes(plan.specs)
+  life = _lifetimes(plan.specs, plan.fused)
   shapes = _shapes(plan.specs)
   items = [(t, plan.offsets[t], nbytes(shapes[t]), life[t][0], life[t][1])
            for t in life]

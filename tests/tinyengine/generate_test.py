@@ -67,9 +67,15 @@ def test_generated_code_bakes_in_the_plan(net, generated):
   assert "static int8_t arena[MODEL_ARENA_BYTES]" in text
   # Straight-line calls with literal offsets; no op table or dispatch.
   assert "switch" not in text and "tk_op" not in text
-  for s in gen.plan.specs:
-    if s.kind == "depthwise":
-      assert f"dw_k{s.kernel}s{s.stride}(arena + {gen.plan.offsets[s.inputs[0]]}" in text
+  assert gen.plan.fused, "the plan fuses no expansion; pick another net"
+  for i, s in enumerate(gen.plan.specs):
+    kk = f"k{s.kernel}s{s.stride}"
+    if s.kind == "depthwise" and s.inputs[0] in gen.plan.fused:
+      x = gen.plan.offsets[gen.plan.specs[i - 1].inputs[0]]
+      y = gen.plan.offsets[s.output]
+      assert f"fused_{kk}(arena + {x}, arena + {y}" in text
+    elif s.kind == "depthwise":
+      assert f"dw_{kk}(arena + {gen.plan.offsets[s.inputs[0]]}" in text
   # Unrolled taps: every product of the 7x7 window is written out.
   if any(s.kind == "depthwise" and s.kernel == 7 for s in gen.plan.specs):
     assert "r[6 * w + 6] * k6_6" in text

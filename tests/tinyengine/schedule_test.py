@@ -50,13 +50,15 @@ def test_tinyengine_plan_by_hand():
   # Largest first: expand/dw at 0; input at 0 (dead by op 1); stem clears
   # expand -> 128; project clears dw (op 3) and stem -> 192. Peak live at op
   # 3: stem + dw + project = 256 = the arena.
-  plan = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="shared")
+  plan = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="shared",
+                              fuse="none")
   assert plan.inplace == {"b0.dw", "b0.add"}
   assert plan.offsets["b0.expand"] == plan.offsets["b0.dw"] == 0
   assert plan.offsets["input"] == 0
   assert plan.offsets["stem"] == 128
   assert plan.offsets["b0.project"] == plan.offsets["b0.add"] == 192
   assert plan.arena_bytes == 256 == max(plan.live_bytes())
+  # (fuse="none" here: the hand-worked numbers are for the plain graph.)
   # Scratch: the dw's input channel plane (4x4 = 16 B) and the
   # projection's two int16 input columns (cin 8 > cout 4: 2 x 2 x 8 = 32 B);
   # the expansion and the direct stem convolution need none.
@@ -67,12 +69,13 @@ def test_tinyengine_plan_by_hand():
   # plane (op 2) clears expand/dw [0, 128) and stem [128, 192) -> 192; the
   # columns (op 3) also clear project [192, 256) -> 256. Arena 288 = the
   # bytes alive at op 3 (64 + 128 + 64 + 32): a tie with the shared layout.
-  arena = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="arena")
+  arena = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="arena",
+                               fuse="none")
   assert arena.scratch_bytes == 0
   assert arena.scratch_offsets == {2: 192, 3: 256}
   assert arena.peak_bytes == arena.arena_bytes == 288 == max(arena.live_bytes())
   schedule.check_plan(arena)
-  auto = schedule.plan_memory(schedule.op_specs(_tiny()))
+  auto = schedule.plan_memory(schedule.op_specs(_tiny()), fuse="none")
   assert auto.peak_bytes == min(plan.peak_bytes, arena.peak_bytes)
 
 
@@ -93,10 +96,32 @@ def test_stride2_inplace_depthwise_shrinks_to_a_quarter():
   arch = arch_lib.Arch(resolution=16, in_channels=1, stem_channels=8,
                        blocks=(arch_lib.Block(8, 8, 3, 2, 3, 24, False),),
                        mix_channels=None, num_classes=10)
-  plan = schedule.plan_memory(schedule.op_specs(arch))
+  plan = schedule.plan_memory(schedule.op_specs(arch), fuse="none")
   (buf,) = [b for b in plan.buffers if "b0.dw" in b.tensors]
   assert buf.tensors == ("b0.expand", "b0.dw")
   assert [s.nbytes for s in buf.segments] == [8 * 8 * 24, 4 * 4 * 24]
+
+
+def test_fusing_an_expansion_into_its_depthwise():
+  # stem 8x8x8 -> expand 8x8x24 -> dw s2 4x4x24 -> project 4x4x8. The peak
+  # is the expansion (stem 512 + expand 1,536 = 2,048). Fused, the expanded
+  # tensor never exists: the largest op is the fused one, stem 512 + dw 384
+  # + one 8x8 plane 64 = 960 (the stem op needs 256 + 512 = 768).
+  arch = arch_lib.Arch(resolution=16, in_channels=1, stem_channels=8,
+                       blocks=(arch_lib.Block(8, 8, 3, 2, 3, 24, False),),
+                       mix_channels=None, num_classes=10)
+  specs = schedule.op_specs(arch)
+  assert schedule.fusable(specs) == ["b0.expand"]
+  plain = schedule.plan_memory(specs, fuse="none")
+  fused = schedule.plan_memory(specs)
+  assert fused.fused == {"b0.expand"}
+  assert "b0.expand" not in fused.offsets
+  assert max(plain.live_bytes()) == 512 + 1536
+  assert max(fused.live_bytes()) == 512 + 384 + 64
+  assert fused.peak_bytes < plain.peak_bytes
+  schedule.check_plan(fused)
+  with pytest.raises(schedule.PlanError, match="cannot fuse"):
+    schedule.plan_memory(specs, fuse=["b0.dw"])
 
 
 @pytest.mark.parametrize("name", CONFIGS)
