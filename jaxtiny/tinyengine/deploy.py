@@ -105,14 +105,16 @@ def deploy(arch: arch_lib.Arch, g, out_dir: str, x_q: np.ndarray,
 def markdown_table(rows: dict[str, dict]) -> str:
   """One row per deployed network."""
   head = ("| network | MMACs | peak SRAM (ours) | interpreter SRAM (arena + "
-          "tables) | ratio | Flash (M7 .text + .rodata) | latency ours / "
-          "interpreter (us) | speed-up | bit-exact | int8 acc |")
-  lines = [head, "|" + "---|" * 10]
+          "tables) | ratio | M7 .bss / stack bound | Flash (M7 .text + "
+          ".rodata) | latency ours / interpreter (us) | speed-up | bit-exact "
+          "| int8 acc |")
+  lines = [head, "|" + "---|" * 11]
   for name, r in rows.items():
     s = r["interpreter_sram_bytes"]
     m7 = r.get("cortex_m7")
     flash = (f"{(m7['text'] + m7['rodata']) / 1024:.1f} kB"
              if m7 else f"{r['flash_data_bytes'] / 1024:.1f} kB (data)")
+    bss = (f"{m7['bss']:,} B / {m7['stack_bytes_bound']:,} B" if m7 else "-")
     acc = (f"{100 * r['generated_acc']:.2f} %"
            if "generated_acc" in r else "-")
     exact = all(r[k] for k in ("logits_equal_reference",
@@ -123,7 +125,7 @@ def markdown_table(rows: dict[str, dict]) -> str:
         f"{r['peak_sram_bytes'] / 1024:.1f} kB | "
         f"{s['total'] / 1024:.1f} kB ({s['arena'] / 1024:.1f} + "
         f"{(s['op_table'] + s['requant_tables']) / 1024:.1f}) | "
-        f"{r['sram_ratio_vs_interpreter']:.2f}x | {flash} | "
+        f"{r['sram_ratio_vs_interpreter']:.2f}x | {bss} | {flash} | "
         f"{r['latency_us']['generated']:.0f} / "
         f"{r['latency_us']['interpreter_optimised']:.0f} | "
         f"{r['speedup_vs_interpreter']:.2f}x | "

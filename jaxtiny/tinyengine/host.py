@@ -231,21 +231,46 @@ def arm_toolchain() -> str | None:
 def cross_compile(out_dir: str, name: str = "model") -> dict[str, int]:
   """Compiles and links the generated model for a Cortex-M7 (no libc,
   unused code dropped, entry `model_invoke`) and returns the ELF's section
-  sizes: text, rodata, data, bss, plus flash (text + rodata + data) and
-  sram (data + bss)."""
+  sizes: text, rodata, data, bss, plus flash (text + rodata + data), sram
+  (data + bss) and stack_bytes_bound (from -fstack-usage, see
+  `_stack_bound`)."""
   if arm_toolchain() is None:
     raise BuildError(f"{ARM_GCC} is not installed (Debian package "
                      "gcc-arm-none-eabi; `make install` installs it as root).")
   _, source = _model_files(out_dir, name)
   with tempfile.TemporaryDirectory() as tmp:
     elf = os.path.join(tmp, "model.elf")
-    cmd = [ARM_GCC, *ARM_FLAGS, "-I", INCLUDE, "-I", os.path.abspath(out_dir),
-           source, *LIBRARY, "-nostdlib", "-Wl,--gc-sections",
-           "-Wl,-e,model_invoke", "-o", elf]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [ARM_GCC, *ARM_FLAGS, "-fstack-usage", "-I", INCLUDE, "-I",
+           os.path.abspath(out_dir), source, *LIBRARY, "-nostdlib",
+           "-Wl,--gc-sections", "-Wl,-e,model_invoke", "-o", elf]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
     if proc.returncode:
       raise BuildError(f"cross-compilation failed:\n{proc.stderr[-3000:]}")
-    return elf_sections(elf)
+    sizes = elf_sections(elf)
+    sizes["stack_bytes_bound"] = _stack_bound(glob.glob(os.path.join(tmp,
+                                                                     "*.su")))
+    return sizes
+
+
+def _stack_bound(su_files: Sequence[str]) -> int:
+  """An upper bound on the stack of model_invoke from GCC's -fstack-usage
+  frames: its own frame, plus the largest kernel it calls, plus the largest
+  helper a kernel calls (the generated code nests no deeper)."""
+  frames = {}
+  for path in su_files:
+    with open(path) as f:
+      for line in f:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+          func = parts[0].rsplit(":", 1)[-1]
+          frames[func] = max(frames.get(func, 0), int(parts[1]))
+  helpers = [v for k, v in frames.items()
+             if k.startswith(("dwplane_", "expand_channel", "requant_row"))]
+  kernels = [v for k, v in frames.items()
+             if k != "model_invoke" and not k.startswith(
+                 ("dwplane_", "expand_channel", "requant_row"))]
+  return (frames.get("model_invoke", 0) + max(kernels, default=0) +
+          max(helpers, default=0))
 
 
 def elf_sections(elf: str) -> dict[str, int]:

@@ -172,6 +172,9 @@ def test_cortex_m7_build_matches_the_plan(net, generated):
   assert sizes["rodata"] >= gen.flash_data_bytes
   assert 0 < sizes["text"] < 64 * 1024
   assert sizes["rodata"] - gen.flash_data_bytes < 2048
+  # The stack the kernels need on top (accumulator blocks, the stem's
+  # window) stays small.
+  assert 0 < sizes["stack_bytes_bound"] < 8192
 
 
 def test_mismatched_weights_are_rejected(net, tmp_path):
