@@ -114,7 +114,9 @@ def markdown_table(rows: dict[str, dict]) -> str:
     m7 = r.get("cortex_m7")
     flash = (f"{(m7['text'] + m7['rodata']) / 1024:.1f} kB"
              if m7 else f"{r['flash_data_bytes'] / 1024:.1f} kB (data)")
-    bss = (f"{m7['bss']:,} B / {m7['stack_bytes_bound']:,} B" if m7 else "-")
+    stack = m7.get("stack_bytes_bound") if m7 else None
+    bss = (f"{m7['bss']:,} B / " + (f"{stack:,} B" if stack else "-")
+           if m7 else "-")
     acc = (f"{100 * r['generated_acc']:.2f} %"
            if "generated_acc" in r else "-")
     exact = all(r[k] for k in ("logits_equal_reference",
