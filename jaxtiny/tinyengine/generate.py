@@ -396,6 +396,74 @@ static void dw_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
 """
 
 
+DW_BLOCK_MAX = 16
+
+
+def _depthwise_block_kernel(k: int, s: int) -> str:
+  p = k // 2
+  taps = [(i, j) for i in range(k) for j in range(k)]
+  terms = "\n".join(
+      f"            a[cc] += r[{(i * 1)} * rs + {j} * cb + cc] * "
+      f"wt[{i * k + j} * c + c0 + cc];" for i, j in taps)
+  return f"""
+/* Depthwise convolution, {k}x{k} stride {s}, 'same' padding, `cb` channels
+ * at a time through `plane` (h x w x cb bytes, copied first: in place when
+ * y == x, as each block's outputs land on input slots already copied).
+ * Channels innermost, so the k*k unrolled taps vectorise over the block.
+ * Weights [{k}*{k}][C] (the graph's layout). */
+static void dwblk_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
+                         int32_t c, int32_t ho, int32_t wo, const int8_t *wt,
+                         const int32_t *bias, const int32_t *mult,
+                         const int32_t *shift, int32_t zp_in, int32_t zp_out,
+                         int32_t lo, int32_t hi, int8_t *plane, int32_t cb_max) {{
+  const int32_t y_lo = {(p + s - 1) // s}, x_lo = {(p + s - 1) // s};
+  const int32_t y_hi = h >= {k - p} ? (h - {k - p}) / {s} + 1 : 0;
+  const int32_t x_hi = w >= {k - p} ? (w - {k - p}) / {s} + 1 : 0;
+  int32_t c0, cc, i, j, oy, ox, q;
+  for (c0 = 0; c0 < c; c0 += cb_max) {{
+    const int32_t cb = c - c0 < cb_max ? c - c0 : cb_max;
+    const int32_t rs = w * cb;                      /* plane row stride */
+    int32_t wsum[{DW_BLOCK_MAX}];
+    for (cc = 0; cc < cb; ++cc) {{
+      wsum[cc] = 0;
+      for (q = 0; q < {k * k}; ++q) wsum[cc] += wt[q * c + c0 + cc];
+    }}
+    for (q = 0; q < h * w; ++q)
+      for (cc = 0; cc < cb; ++cc) plane[q * cb + cc] = x[q * c + c0 + cc];
+    for (oy = 0; oy < ho; ++oy) {{
+      const int32_t inner_row = oy >= y_lo && oy < y_hi;
+      const int32_t iy0 = oy * {s} - {p};
+      for (ox = 0; ox < wo; ++ox) {{
+        const int32_t ix0 = ox * {s} - {p};
+        int32_t a[{DW_BLOCK_MAX}];
+        if (inner_row && ox >= x_lo && ox < x_hi) {{
+          const int8_t *r = plane + iy0 * rs + ix0 * cb;
+          for (cc = 0; cc < cb; ++cc) a[cc] = bias[c0 + cc];
+          for (cc = 0; cc < cb; ++cc) {{
+{terms}
+          }}
+        }} else {{
+          for (cc = 0; cc < cb; ++cc) a[cc] = bias[c0 + cc] + zp_in * wsum[cc];
+          for (i = 0; i < {k}; ++i) {{
+            if (iy0 + i < 0 || iy0 + i >= h) continue;
+            for (j = 0; j < {k}; ++j) {{
+              const int8_t *r;
+              if (ix0 + j < 0 || ix0 + j >= w) continue;
+              r = plane + (iy0 + i) * rs + (ix0 + j) * cb;
+              for (cc = 0; cc < cb; ++cc)
+                a[cc] += ((int32_t)r[cc] - zp_in) * wt[(i * {k} + j) * c + c0 + cc];
+            }}
+          }}
+        }}
+        tk_requantize_block(a, cb, mult + c0, shift + c0, zp_out, lo, hi,
+                            y + (oy * wo + ox) * c + c0);
+      }}
+    }}
+  }}
+}}
+"""
+
+
 EXPAND_CHANNEL = """
 /* One output channel of a pointwise expansion over all h * w pixels, into a
  * plane (weights row [cin], input zero point folded into the bias). */
@@ -509,6 +577,9 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
                         f"ops); got a {plan.strategy!r} plan.")
   if verify_plan:
     schedule.check_plan(plan)
+  if plan.dw_blocks and max(plan.dw_blocks.values()) > DW_BLOCK_MAX:
+    raise GenerateError(f"depthwise channel blocks above {DW_BLOCK_MAX} are "
+                        "not supported.")
   guard = f"JT_{name.upper()}_H_"
   in_h, in_w, in_c = specs[0].in_shape
   n_out = specs[-1].out_shape[2]
@@ -537,8 +608,11 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
     if s.kind in (CONV, DEPTHWISE, FC):
       q = (f"{p}_m, {p}_s")
       if s.kind == DEPTHWISE:
-        wt = np.ascontiguousarray(np.transpose(a["w"], (2, 0, 1))).reshape(c, -1)
-        bias = _fold_zero_point(wt, a["bias"], a["zp_in"])
+        rows = np.ascontiguousarray(np.transpose(a["w"], (2, 0, 1))).reshape(
+            c, -1)                                 # [C][k * k]
+        bias = _fold_zero_point(rows, a["bias"], a["zp_in"])
+        blocked = plan.dw_blocks.get(i, 1) > 1
+        wt = np.ascontiguousarray(a["w"]).reshape(-1, c) if blocked else rows
       elif s.kind == CONV and s.pointwise:
         rows = a["w"].reshape(co, c)
         bias = _fold_zero_point(rows, a["bias"], a["zp_in"])
@@ -578,8 +652,9 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
     elif s.kind == DEPTHWISE:
       kk = f"k{s.kernel}s{s.stride}"
       kernels.setdefault("_requant_row", ROW_HELPERS)
-      kernels.setdefault(f"dwplane_{kk}",
-                         _depthwise_plane_kernel(s.kernel, s.stride))
+      if plan.dw_blocks.get(i, 1) == 1:
+        kernels.setdefault(f"dwplane_{kk}",
+                           _depthwise_plane_kernel(s.kernel, s.stride))
       if s.inputs[0] in plan.fused:
         e = g.ops[i - 1].args
         ep = f"L{i - 1}"
@@ -592,6 +667,12 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
             f"{ep}_w, {ep}_b, {ep}_m, {ep}_s, {e['zp_out']}, {e['act_min']}, "
             f"{e['act_max']}, {p}_w, {p}_b, {q}, {zo}, {lo}, {hi}, "
             f"{scratch_ptr(i)});")
+      elif plan.dw_blocks.get(i, 1) > 1:
+        kernels.setdefault(f"dwblk_{kk}",
+                           _depthwise_block_kernel(s.kernel, s.stride))
+        calls.append(f"  dwblk_{kk}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, "
+                     f"{p}_w, {p}_b, {q}, {a['zp_in']}, {zo}, {lo}, {hi}, "
+                     f"{scratch_ptr(i)}, {plan.dw_blocks[i]});")
       else:
         kernels.setdefault(f"dw_{kk}", _depthwise_kernel(s.kernel, s.stride))
         calls.append(f"  dw_{kk}({src}, {dst}, {h}, {w}, {c}, {ho}, {wo}, "

@@ -197,6 +197,8 @@ class Plan:
   # Expansion outputs never materialised: each is computed one channel at a
   # time inside the depthwise op that reads it ("tinyengine" only).
   fused: frozenset[str] = frozenset()
+  # Depthwise op index -> channels per plane (absent: 1).
+  dw_blocks: dict[int, int] = dataclasses.field(default_factory=dict)
 
   @property
   def peak_bytes(self) -> int:
@@ -323,28 +325,44 @@ def _place(buffers: Sequence[Buffer], align: int = 1) -> dict[str, int]:
   return offsets
 
 
+DW_BLOCKS = (16, 8, 4, 2)
+
+
 def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
                 tile: int = 2,
                 budget_bytes: int | None = None,
                 scratch: str = "auto",
-                fuse: str | Sequence[str] = "auto") -> Plan:
+                fuse: str | Sequence[str] = "auto",
+                dw_blocks: str | dict[int, int] = "auto") -> Plan:
   """Lays out every activation of `specs` in one arena (see module doc).
 
   `tile`: the "greedy" im2col tile in output pixels; `budget_bytes`, when
   given, is the SRAM the plan must fit (peak), else PlanError says by how
-  much it is exceeded. `fuse` ("tinyengine" only): "auto" fuses an
-  expansion into its depthwise (see `fusable`) while the peak sits on that
-  block and fusing lowers it; "none" never; or the expansion names to fuse.
+  much it is exceeded. "tinyengine" only: `fuse` "auto" fuses an expansion
+  into its depthwise (see `fusable`) while the peak sits on that block and
+  fusing lowers it, "none" never, or the expansion names to fuse;
+  `dw_blocks` gives depthwise ops (by index) channel blocks wider than one
+  (their plane scratch holds that many channels, which vectorises): "auto"
+  widens each to the largest of DW_BLOCKS that leaves the peak unchanged.
   """
   if strategy not in STRATEGIES:
     raise PlanError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
   if not specs:
     raise PlanError("no ops to plan.")
+  if scratch not in ("auto", "shared", "arena"):
+    raise PlanError(f"scratch must be 'auto', 'shared' or 'arena', got "
+                    f"{scratch!r}.")
+  if tile < 1:
+    raise PlanError(f"tile must be >= 1, got {tile}.")
   specs = tuple(specs)
-  if strategy == "greedy" or fuse == "none":
+  if strategy == "greedy":
+    plan = _layout(specs, strategy, tile, "arena", frozenset(), {})
+    _check_budget(plan, budget_bytes)
+    return plan
+  if fuse == "none":
     fused: frozenset[str] = frozenset()
   elif fuse == "auto":
-    plan = plan_memory(specs, strategy, tile, None, scratch, fuse=())
+    plan = _layout(specs, strategy, tile, scratch, frozenset(), {})
     candidates = fusable(specs)
     while True:
       live = plan.live_bytes()
@@ -353,26 +371,55 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
               any(specs[j].output == e for j in (t, t - 1) if 0 <= j)]
       if not near:
         break
-      trial = plan_memory(specs, strategy, tile, None, scratch,
-                          fuse=tuple(plan.fused | {near[0]}))
+      trial = _layout(specs, strategy, tile, scratch, plan.fused | {near[0]},
+                      {})
       if trial.peak_bytes >= plan.peak_bytes:
         break
       plan = trial
-    _check_budget(plan, budget_bytes)
-    return plan
+    fused = plan.fused
   else:
     fused = frozenset(fuse)
     bad = fused - set(fusable(specs))
     if bad:
       raise PlanError(f"cannot fuse {sorted(bad)}: only expansions read by "
                       "the depthwise right after them can be fused.")
+  if dw_blocks == "auto":
+    plan = _layout(specs, strategy, tile, scratch, fused, {})
+    blocks: dict[int, int] = {}
+    for i, s in enumerate(specs):
+      if s.kind != DEPTHWISE or s.inputs[0] in fused:
+        continue
+      for cb in DW_BLOCKS:
+        if cb > s.in_shape[2]:
+          continue
+        trial = _layout(specs, strategy, tile, scratch, fused,
+                        {**blocks, i: cb})
+        if trial.peak_bytes <= plan.peak_bytes:
+          blocks[i] = cb
+          plan = trial
+          break
+  else:
+    plan = _layout(specs, strategy, tile, scratch, fused, dict(dw_blocks))
+  _check_budget(plan, budget_bytes)
+  return plan
+
+
+def _layout(specs: tuple[OpSpec, ...], strategy: str, tile: int,
+            scratch: str, fused: frozenset[str], blocks: dict[int, int]
+            ) -> Plan:
+  """One layout for fixed fusion and depthwise channel blocks ("auto"
+  scratch: the better of shared and in-arena)."""
+  if scratch == "auto":
+    return min((_layout(specs, strategy, tile, m, fused, blocks)
+                for m in ("shared", "arena")), key=lambda p: p.peak_bytes)
+  greedy = strategy == "greedy"
   life = _lifetimes(specs, fused)
   shapes = _shapes(specs)
 
   # Aliases: a chain of tensors sharing one buffer (in-place ops).
   owner = {t: t for t in life}
   inplace = set()
-  if strategy == "tinyengine":
+  if not greedy:
     for i, s in enumerate(specs):
       src = _inplace_source(s, i, life, shapes)
       if src is not None:
@@ -387,24 +434,9 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
              for root, ts in chains.items()]
 
   # Scratch.
-  greedy = strategy == "greedy"
-  if tile < 1:
-    raise PlanError(f"tile must be >= 1, got {tile}.")
-  need = tuple(0 if s.output in fused else scratch_need(s, strategy, tile)
-               for s in specs)
-  if scratch not in ("auto", "shared", "arena"):
-    raise PlanError(f"scratch must be 'auto', 'shared' or 'arena', got "
-                    f"{scratch!r}.")
-  if greedy:
-    scratch = "arena"
-  elif scratch == "auto":
-    shared = plan_memory(specs, strategy, tile, scratch="shared",
-                         fuse=tuple(fused))
-    in_arena = plan_memory(specs, strategy, tile, scratch="arena",
-                           fuse=tuple(fused))
-    plan = min(shared, in_arena, key=lambda p: p.peak_bytes)
-    _check_budget(plan, budget_bytes)
-    return plan
+  need = tuple(0 if s.output in fused else
+               scratch_need(s, strategy, tile) * blocks.get(i, 1)
+               for i, s in enumerate(specs))
   if scratch == "arena":
     for i, b in enumerate(need):
       if b:
@@ -415,11 +447,9 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
   in_arena = scratch == "arena"
   scratch_offsets = ({i: buffer_offsets[f"scratch{i}"]
                       for i, b in enumerate(need) if b} if in_arena else {})
-  plan = Plan(strategy, specs, tuple(buffers), buffer_offsets, offsets,
+  return Plan(strategy, specs, tuple(buffers), buffer_offsets, offsets,
               frozenset(inplace), need, 0 if in_arena else max(need),
-              scratch_offsets, tile, arena, fused)
-  _check_budget(plan, budget_bytes)
-  return plan
+              scratch_offsets, tile, arena, fused, dict(blocks))
 
 
 def _check_budget(plan: Plan, budget_bytes: int | None) -> None:

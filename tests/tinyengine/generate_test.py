@@ -59,6 +59,20 @@ def test_generated_code_is_bit_exact(net, generated):
     np.testing.assert_array_equal(got, ref)
 
 
+def test_every_depthwise_variant_is_bit_exact(net, tmp_path):
+  # One channel at a time (no blocks), and no fusion: the other kernels.
+  arch, g, xq, ref = net
+  specs = schedule.op_specs(arch)
+  for fuse in ("none", "auto"):
+    plan = schedule.plan_memory(specs, fuse=fuse, dw_blocks={})
+    out = str(tmp_path / fuse)
+    generate.write_files(generate.generate(arch, g, plan=plan).files, out)
+    text = open(os.path.join(out, "model.c")).read()
+    assert "dwblk_" not in text and ("fused_" in text) == (fuse == "auto")
+    np.testing.assert_array_equal(host.build(out, poison=True).invoke(xq),
+                                  ref)
+
+
 def test_generated_code_bakes_in_the_plan(net, generated):
   gen, out = generated
   text = open(os.path.join(out, "model.c")).read()
@@ -75,10 +89,14 @@ def test_generated_code_bakes_in_the_plan(net, generated):
       y = gen.plan.offsets[s.output]
       assert f"fused_{kk}(arena + {x}, arena + {y}" in text
     elif s.kind == "depthwise":
-      assert f"dw_{kk}(arena + {gen.plan.offsets[s.inputs[0]]}" in text
-  # Unrolled taps: every product of the 7x7 window is written out.
+      fn = "dwblk" if gen.plan.dw_blocks.get(i, 1) > 1 else "dw"
+      assert f"{fn}_{kk}(arena + {gen.plan.offsets[s.inputs[0]]}" in text
+  # Unrolled taps: every product of the 7x7 window is written out (per
+  # channel, or over a block of channels).
   if any(s.kind == "depthwise" and s.kernel == 7 for s in gen.plan.specs):
-    assert "r[6 * w + 6] * k6_6" in text
+    assert ("r[6 * w + 6] * k6_6" in text or
+            "r[6 * rs + 6 * cb + cc] * wt[48 * c + c0 + cc]" in text)
+  assert gen.plan.dw_blocks, "no depthwise op got a channel block"
   # Flash data: int8 weights + 12 B per output channel, as the profiler says.
   assert gen.flash_data_bytes == profile_lib.profile(net[0])["flash_bytes"]
 

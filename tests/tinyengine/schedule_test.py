@@ -51,7 +51,7 @@ def test_tinyengine_plan_by_hand():
   # expand -> 128; project clears dw (op 3) and stem -> 192. Peak live at op
   # 3: stem + dw + project = 256 = the arena.
   plan = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="shared",
-                              fuse="none")
+                              fuse="none", dw_blocks={})
   assert plan.inplace == {"b0.dw", "b0.add"}
   assert plan.offsets["b0.expand"] == plan.offsets["b0.dw"] == 0
   assert plan.offsets["input"] == 0
@@ -70,13 +70,20 @@ def test_tinyengine_plan_by_hand():
   # columns (op 3) also clear project [192, 256) -> 256. Arena 288 = the
   # bytes alive at op 3 (64 + 128 + 64 + 32): a tie with the shared layout.
   arena = schedule.plan_memory(schedule.op_specs(_tiny()), scratch="arena",
-                               fuse="none")
+                               fuse="none", dw_blocks={})
   assert arena.scratch_bytes == 0
   assert arena.scratch_offsets == {2: 192, 3: 256}
   assert arena.peak_bytes == arena.arena_bytes == 288 == max(arena.live_bytes())
   schedule.check_plan(arena)
-  auto = schedule.plan_memory(schedule.op_specs(_tiny()), fuse="none")
+  auto = schedule.plan_memory(schedule.op_specs(_tiny()), fuse="none",
+                              dw_blocks={})
   assert auto.peak_bytes == min(plan.peak_bytes, arena.peak_bytes)
+  # Wider depthwise planes where they fit in the gaps without raising the
+  # peak: 4 channels (64 B at [192, 256)) fit, 8 (128 B) would reach 320.
+  wide = schedule.plan_memory(schedule.op_specs(_tiny()), fuse="none")
+  assert wide.dw_blocks == {2: 4} and wide.scratch_per_op[2] == 64
+  assert wide.peak_bytes == auto.peak_bytes
+  schedule.check_plan(wide)
 
 
 def test_greedy_plan_by_hand():
