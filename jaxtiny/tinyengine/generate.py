@@ -464,36 +464,37 @@ static void dwblk_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
 """
 
 
-EXPAND_CHANNEL = """
-/* One output channel of a pointwise expansion over all h * w pixels, into a
- * plane (weights row [cin], input zero point folded into the bias). */
-static void expand_channel(const int8_t *x, int8_t *plane, int32_t npix,
-                           int32_t cin, const int8_t *wrow, int32_t b,
-                           int32_t m, int32_t sh, int32_t zp, int32_t lo,
-                           int32_t hi) {
-  int32_t p0, j, k;
-  for (p0 = 0; p0 < npix; p0 += ROW_BLOCK) {
+def _expand_channel_kernel(cin: int) -> str:
+  terms = " + ".join(f"xp[{k}] * wrow[{k}]" for k in range(cin))
+  return f"""
+/* One output channel of a {cin}-input-channel pointwise expansion over all
+ * pixels, into a plane (weights row [{cin}], input zero point folded into the
+ * bias); the {cin}-term dot product is unrolled. */
+static void expand_channel_c{cin}(const int8_t *x, int8_t *plane,
+                                int32_t npix, const int8_t *wrow, int32_t b,
+                                int32_t m, int32_t sh, int32_t zp, int32_t lo,
+                                int32_t hi) {{
+  int32_t p0, j;
+  for (p0 = 0; p0 < npix; p0 += ROW_BLOCK) {{
     const int32_t n = npix - p0 < ROW_BLOCK ? npix - p0 : ROW_BLOCK;
-    const int8_t *xb = x + p0 * cin;
     int32_t acc[ROW_BLOCK];
-    for (j = 0; j < n; ++j) acc[j] = b;
-    for (k = 0; k < cin; ++k) {
-      const int32_t wk = wrow[k];
-      for (j = 0; j < n; ++j) acc[j] += xb[j * cin + k] * wk;
-    }
+    for (j = 0; j < n; ++j) {{
+      const int8_t *xp = x + (p0 + j) * {cin};
+      acc[j] = b + {terms};
+    }}
     requant_row(acc, n, m, sh, zp, lo, hi, plane + p0, 1);
-  }
-}
+  }}
+}}
 """
 
 
-def _fused_kernel(k: int, s: int) -> str:
+def _fused_kernel(k: int, s: int, cin: int) -> str:
   return f"""
 /* A pointwise expansion fused into its {k}x{k} stride-{s} depthwise: each
  * expanded channel is computed into `plane` (h x w bytes) and convolved
  * right away, so the expanded tensor never exists in the arena. Expansion
  * weights [C][cin]; depthwise weights [C][{k}*{k}]. */
-static void fused_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
+static void fused_k{k}s{s}c{cin}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
                          int32_t cin, int32_t c, int32_t ho, int32_t wo,
                          const int8_t *ew, const int32_t *eb,
                          const int32_t *em, const int32_t *es, int32_t ezp,
@@ -503,8 +504,8 @@ static void fused_k{k}s{s}(const int8_t *x, int8_t *y, int32_t h, int32_t w,
                          int32_t hi, int8_t *plane) {{
   int32_t ch;
   for (ch = 0; ch < c; ++ch) {{
-    expand_channel(x, plane, h * w, cin, ew + ch * cin, eb[ch], em[ch],
-                   es[ch], ezp, elo, ehi);
+    expand_channel_c{cin}(x, plane, h * w, ew + ch * {cin}, eb[ch], em[ch],
+                       es[ch], ezp, elo, ehi);
     dwplane_k{k}s{s}(plane, y + ch, h, w, c, ho, wo, wt + ch * {k * k},
                    bias[ch], mult[ch], shift[ch], ezp, zp_out, lo, hi);
   }}
@@ -659,11 +660,12 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
         e = g.ops[i - 1].args
         ep = f"L{i - 1}"
         eh, ew_, ec = specs[i - 1].in_shape
-        kernels.setdefault("expand_channel", EXPAND_CHANNEL)
-        kernels.setdefault(f"fused_{kk}", _fused_kernel(s.kernel, s.stride))
+        kernels.setdefault(f"expand_channel_c{ec}", _expand_channel_kernel(ec))
+        kernels.setdefault(f"fused_{kk}c{ec}",
+                           _fused_kernel(s.kernel, s.stride, ec))
         src = f"arena + {off[specs[i - 1].inputs[0]]}"
         calls.append(
-            f"  fused_{kk}({src}, {dst}, {h}, {w}, {ec}, {c}, {ho}, {wo}, "
+            f"  fused_{kk}c{ec}({src}, {dst}, {h}, {w}, {ec}, {c}, {ho}, {wo}, "
             f"{ep}_w, {ep}_b, {ep}_m, {ep}_s, {e['zp_out']}, {e['act_min']}, "
             f"{e['act_max']}, {p}_w, {p}_b, {q}, {zo}, {lo}, {hi}, "
             f"{scratch_ptr(i)});")

@@ -85,9 +85,9 @@ def test_generated_code_bakes_in_the_plan(net, generated):
   for i, s in enumerate(gen.plan.specs):
     kk = f"k{s.kernel}s{s.stride}"
     if s.kind == "depthwise" and s.inputs[0] in gen.plan.fused:
-      x = gen.plan.offsets[gen.plan.specs[i - 1].inputs[0]]
-      y = gen.plan.offsets[s.output]
-      assert f"fused_{kk}(arena + {x}, arena + {y}" in text
+      e = gen.plan.specs[i - 1]
+      x, y = gen.plan.offsets[e.inputs[0]], gen.plan.offsets[s.output]
+      assert f"fused_{kk}c{e.in_shape[2]}(arena + {x}, arena + {y}" in text
     elif s.kind == "depthwise":
       fn = "dwblk" if gen.plan.dw_blocks.get(i, 1) > 1 else "dw"
       assert f"{fn}_{kk}(arena + {gen.plan.offsets[s.inputs[0]]}" in text
