@@ -503,6 +503,7 @@ static void fused_k{k}s{s}c{cin}(const int8_t *x, int8_t *y, int32_t h, int32_t 
                          const int32_t *shift, int32_t zp_out, int32_t lo,
                          int32_t hi, int8_t *plane) {{
   int32_t ch;
+  (void)cin;                          /* {cin}: baked into the name */
   for (ch = 0; ch < c; ++ch) {{
     expand_channel_c{cin}(x, plane, h * w, ew + ch * {cin}, eb[ch], em[ch],
                        es[ch], ezp, elo, ehi);
