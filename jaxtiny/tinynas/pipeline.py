@@ -25,7 +25,6 @@ import os
 import time
 from typing import Any, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 

@@ -1,6 +1,5 @@
 """TFLite int8 arithmetic: multipliers, fixed-point helpers, reference kernels."""
 
-import math
 
 import numpy as np
 import pytest
