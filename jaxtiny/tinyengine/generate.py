@@ -520,8 +520,6 @@ class Generated:
   files: dict[str, str]
   plan: schedule.Plan
   flash_data_bytes: int         # const arrays: weights + per-channel params
-  input_offset: int
-  output_bytes: int
 
 
 def _fold_zero_point(w_rows: np.ndarray, bias: np.ndarray, zp_in: int
@@ -573,7 +571,7 @@ def generate(arch: arch_lib.Arch, g, plan: schedule.Plan | None = None,
   if plan is None:
     plan = schedule.plan_memory(specs, budget_bytes=budget_bytes)
   elif budget_bytes is not None:
-    schedule._check_budget(plan, budget_bytes)  # pylint: disable=protected-access
+    schedule.check_budget(plan, budget_bytes)
   if plan.strategy != "tinyengine":
     raise GenerateError("generated code runs the 'tinyengine' plan (in-place "
                         f"ops); got a {plan.strategy!r} plan.")
@@ -783,8 +781,7 @@ void model_invoke(const int8_t *input, int8_t *output) {{
   for (i = 0; i < MODEL_OUTPUT_BYTES; ++i) output[i] = arena[{out_off} + i];
 }}
 """
-  return Generated({f"{name}.h": header, f"{name}.c": source}, plan, flash,
-                   in_off, n_out)
+  return Generated({f"{name}.h": header, f"{name}.c": source}, plan, flash)
 
 
 def write_files(files: dict[str, str], out_dir: str) -> list[str]:

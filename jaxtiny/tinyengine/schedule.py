@@ -357,7 +357,7 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
   specs = tuple(specs)
   if strategy == "greedy":
     plan = _layout(specs, strategy, tile, "arena", frozenset(), {})
-    _check_budget(plan, budget_bytes)
+    check_budget(plan, budget_bytes)
     return plan
   if fuse == "none":
     fused: frozenset[str] = frozenset()
@@ -400,7 +400,7 @@ def plan_memory(specs: Sequence[OpSpec], strategy: str = "tinyengine",
           break
   else:
     plan = _layout(specs, strategy, tile, scratch, fused, dict(dw_blocks))
-  _check_budget(plan, budget_bytes)
+  check_budget(plan, budget_bytes)
   return plan
 
 
@@ -452,7 +452,7 @@ def _layout(specs: tuple[OpSpec, ...], strategy: str, tile: int,
               scratch_offsets, tile, arena, fused, dict(blocks))
 
 
-def _check_budget(plan: Plan, budget_bytes: int | None) -> None:
+def check_budget(plan: Plan, budget_bytes: int | None) -> None:
   if budget_bytes is not None and plan.peak_bytes > budget_bytes:
     raise PlanError(
         f"the planned peak SRAM is {plan.peak_bytes:,} B (arena "
