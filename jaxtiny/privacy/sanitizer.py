@@ -19,6 +19,7 @@ untouched: the only thing the generator ever receives from the discriminator
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -97,3 +98,52 @@ def _bwd(clip_norm, noise_multiplier, key, g):
 
 
 sanitize_output.defvjp(_fwd, _bwd)
+
+
+# --- User-level sanitization (federated GS-WGAN and DP-FedAvg) ---------------
+
+
+def user_upload_bound(batch_size: int, clip_norm: float) -> float:
+  """Norm bound of one user's whole upload of `batch_size` per-sample
+  gradients, each clipped to `clip_norm`: sqrt(batch_size) * clip_norm.
+  It does not depend on how many records the user holds."""
+  return math.sqrt(batch_size) * clip_norm
+
+
+def sanitize_user_upload(g: jax.Array, key: jax.Array, clip_norm: float,
+                         noise_multiplier: float) -> jax.Array:
+  """A user's upload: per-sample gradients g [B, ...] on the user's device.
+
+  Guarantees: each sample's slice is clipped to L2 norm <= clip_norm, so the
+  clipped upload has norm <= S = sqrt(B) * clip_norm (`user_upload_bound`);
+  Gaussian noise of std `noise_multiplier * S` is then added to every
+  coordinate. With noise_multiplier = 0 nothing is added (non-private; the
+  slices are still clipped, never rescaled upwards).
+  """
+  clipped = clip_per_example(g, clip_norm)
+  if noise_multiplier == 0:
+    return clipped
+  std = noise_multiplier * user_upload_bound(g.shape[0], clip_norm)
+  return clipped + std * jax.random.normal(key, g.shape, g.dtype)
+
+
+def tree_norm(tree) -> jax.Array:
+  """Global L2 norm of a pytree of arrays."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def sanitize_tree(tree, key: jax.Array, clip_norm: float, noise_multiplier: float):
+  """DP-FedAvg update sanitization: the whole pytree is clipped to global L2
+  norm <= clip_norm, then Gaussian noise of std noise_multiplier * clip_norm
+  is added to every coordinate (no noise when noise_multiplier = 0)."""
+  norm = tree_norm(tree)
+  scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norm, _TINY))
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for x, k in zip(leaves, keys):
+    y = x * scale.astype(x.dtype)
+    if noise_multiplier:
+      y = y + (noise_multiplier * clip_norm) * jax.random.normal(k, x.shape, x.dtype)
+    out.append(y)
+  return jax.tree.unflatten(treedef, out)

@@ -1,5 +1,7 @@
 """Every guarantee in jaxtiny.privacy.sanitizer's docstrings."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,3 +76,43 @@ def test_sanitize_output_is_identity_forward_and_sanitizes_backward():
   np.testing.assert_allclose(grad, sanitizer.sanitize(w, key, 0.5, 1.0), rtol=1e-6)
   grad0 = jax.grad(lambda x: jnp.sum(sanitizer.sanitize_output(x, key, 0.5, 0.0) * w))(x)
   np.testing.assert_allclose(sanitizer.per_example_norms(grad0), 0.5, rtol=1e-5)
+
+
+# --- User-level uploads (federated) ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_user_upload_is_bounded_per_sample_and_in_total(seed):
+  g = _grads(seed, batch=32)
+  c = 1.0 / 32
+  out = sanitizer.sanitize_user_upload(g, jax.random.key(0), c, 0.0)
+  assert float(jnp.max(sanitizer.per_example_norms(out))) <= c * (1 + 1e-6)
+  total = float(jnp.linalg.norm(out.reshape(-1)))
+  assert total <= sanitizer.user_upload_bound(32, c) * (1 + 1e-6)
+  assert sanitizer.user_upload_bound(32, c) == pytest.approx(math.sqrt(32) / 32)
+
+
+def test_user_upload_noise_std_is_sigma_times_the_upload_bound():
+  g = jnp.zeros((32, 28, 28, 1))
+  c, sigma = 1.0 / 32, 1.3
+  out = np.asarray(sanitizer.sanitize_user_upload(g, jax.random.key(1), c, sigma))
+  expected = sigma * math.sqrt(32) * c
+  n = out.size  # 25,088 draws: the sample std is within ~2% (5 standard errors).
+  assert abs(out.std() / expected - 1) < 5 / math.sqrt(2 * n)
+  assert abs(out.mean()) < 5 * expected / math.sqrt(n)
+
+
+def test_sanitize_tree_clips_the_global_norm_and_adds_noise():
+  rng = np.random.default_rng(0)
+  tree = {"a": jnp.asarray(rng.normal(size=(300, 40)) * 5, jnp.float32),
+          "b": [jnp.asarray(rng.normal(size=(1000,)), jnp.float32)]}
+  clipped = sanitizer.sanitize_tree(tree, jax.random.key(0), 0.1, 0.0)
+  assert float(sanitizer.tree_norm(clipped)) == pytest.approx(0.1, rel=1e-5)
+  small = jax.tree.map(lambda x: x * 1e-6, tree)  # Inside the bound: unchanged.
+  for got, want in zip(jax.tree.leaves(sanitizer.sanitize_tree(
+      small, jax.random.key(0), 0.1, 0.0)), jax.tree.leaves(small)):
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  noisy = sanitizer.sanitize_tree(tree, jax.random.key(2), 0.1, 2.0)
+  diff = np.concatenate([np.ravel(np.asarray(n) - np.asarray(c)) for n, c in zip(
+      jax.tree.leaves(noisy), jax.tree.leaves(clipped))])
+  assert abs(diff.std() / 0.2 - 1) < 5 / math.sqrt(2 * diff.size)

@@ -1,0 +1,722 @@
+"""Federated GS-WGAN (user-level DP) and the DP-FedAvg-GAN baseline.
+
+GS-WGAN round (`GsWganFederated`):
+
+1. The server samples users (Poisson with rate q, or a fixed count m), draws
+   B uniform labels per sampled user, generates B samples per user with its
+   generator, and sends each user its samples and labels (the download).
+2. Each sampled user keeps its own discriminator on its device. It runs
+   `n_critic` non-private WGAN-GP critic steps on its own records against the
+   received samples, then computes the gradient of its generator loss
+   -1/B sum_i D(x_i, y_i) with respect to each received sample, clips each of
+   the B gradients to norm C/B and adds Gaussian noise of std
+   sigma * sqrt(B) * C/B per coordinate (`sanitizer.sanitize_user_upload`):
+   the user's whole upload is bounded by sqrt(B) * C/B however many records
+   it holds. Samples whose label the user holds no record of get no signal
+   (zero before noise), so a user never pushes classes it has never seen.
+3. The server divides the sum of the uploads by the expected number of users
+   (q * U for Poisson sampling, m for fixed) and back-propagates it through
+   its generator (one Adam step); an EMA of the generator is the released
+   model.
+
+DP-FedAvg-GAN round (`FedAvgGan`, in the style of Augenstein et al., ICLR
+2020): sampled users receive both networks, train them locally (`local_steps`
+iterations of n_critic critic steps and one generator step, fresh local Adam
+state), clip the joint parameter update (generator and discriminator) to norm
+S and add Gaussian noise of std sigma * S per coordinate on the device; the
+server adds the sum of the uploads divided by the expected number of users,
+times `server_lr`, to its networks.
+
+Both run on the same partition with the same user sampling, so the same
+user-level accountant (`jaxtiny.privacy.user_level`) applies to both. Payloads
+are measured from the arrays that cross the user/server boundary in the
+simulation (`nbytes` of what is sent), per user per round.
+
+Simulated users run under `vmap` (accelerators; chunks of `user_chunk` users,
+the chunk axis sharded over local devices) or one after another (CPU, where
+XLA lowers convolutions with per-user weights to slow grouped convolutions).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxtiny import data
+from jaxtiny import fileio
+from jaxtiny.data import federated as fed_data
+from jaxtiny.gswgan import bank as bank_lib
+from jaxtiny.gswgan import models
+from jaxtiny.gswgan import steps
+from jaxtiny.gswgan import train as central
+from jaxtiny.privacy import sanitizer
+from jaxtiny.privacy import user_level
+from jaxtiny.train import checkpoint
+from jaxtiny.train import distributed
+from jaxtiny.train import metrics as metrics_lib
+from jaxtiny.train import plots
+from jaxtiny.train.state import TrainState
+
+METHODS = ("gswgan", "fedavg_gan")
+
+
+# --- Data ---------------------------------------------------------------------
+
+
+def load_users(config) -> tuple[np.ndarray, np.ndarray, fed_data.Partition]:
+  """Training images (uint8), labels and the user partition of `config`."""
+  if config.dataset == "fed_emnist":
+    path = fed_data.tff_emnist_path(data.data_dir(config.data_dir or None), "train")
+    x, y, part, _ = fed_data.load_tff_emnist(path, max_users=config.num_users)
+    return x, y, part
+  x, y = data.load(config.dataset, "train", config.data_dir or None)
+  if config.partition == "iid":
+    part = fed_data.partition_iid(len(y), config.num_users, config.seed)
+  elif config.partition == "non_iid":
+    part = fed_data.partition_non_iid(
+        y, config.num_users, config.seed, dominant_share=config.non_iid.dominant_share,
+        size_sigma=config.non_iid.size_sigma, min_size=config.non_iid.min_size)
+  else:
+    raise ValueError(f"partition={config.partition!r}: use 'iid' or 'non_iid' "
+                     "(or dataset='fed_emnist' for the real users).")
+  return x, y, part
+
+
+def user_batches(records: np.ndarray, num: int, batch_size: int,
+                 rng: np.random.Generator) -> np.ndarray:
+  """`num` batches of record indices [num, B] from one user: without
+  replacement within a batch when the user holds enough records, with
+  replacement otherwise."""
+  replace = len(records) < batch_size
+  return np.stack([rng.choice(records, batch_size, replace=replace) for _ in range(num)])
+
+
+def sample_users(settings: user_level.UserDpSettings, rng: np.random.Generator) -> np.ndarray:
+  """The users taking part in one round (sorted ids)."""
+  if settings.sampling == "poisson":
+    return np.flatnonzero(rng.random(settings.num_users) < settings.rate)
+  return np.sort(rng.choice(settings.num_users, settings.users_per_round, replace=False))
+
+
+def dp_settings(config, noise_multiplier: float, num_users: int) -> user_level.UserDpSettings:
+  return user_level.UserDpSettings(
+      noise_multiplier=noise_multiplier, num_users=num_users,
+      sampling=config.sampling, rate=config.sampling_rate,
+      users_per_round=config.users_per_round, delta=config.dp.delta)
+
+
+def nbytes(tree: Any) -> int:
+  """Bytes of every array in a pytree (what crosses the network)."""
+  return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
+
+
+# --- Pure user/server functions -------------------------------------------------
+
+
+def user_critic_loss(d_params, d_stats, real_x, real_y, fake_x, fake_y, fake_w, key, *,
+                     disc, gp_weight: float, drift: float):
+  """WGAN-GP critic loss of one user: real records against received samples.
+
+  The fake term averages D(fake, fake label) over the samples with weight 1
+  (labels the user holds); the penalty uses per-pair interpolates of real and
+  received samples with the real labels.
+  """
+  batch = real_x.shape[0]
+  scores, new_stats = steps.apply_net(disc, d_params, d_stats,
+                                      jnp.concatenate([real_x, fake_x]),
+                                      jnp.concatenate([real_y, fake_y]), update_stats=True)
+  d_real, d_fake = scores[:batch], scores[batch:]
+  fake_term = jnp.sum(fake_w * d_fake) / jnp.maximum(jnp.sum(fake_w), 1.0)
+  alpha = jax.random.uniform(key, (batch, 1, 1, 1), real_x.dtype)
+  x_hat = alpha * real_x + (1.0 - alpha) * fake_x
+  grads = jax.grad(lambda x: jnp.sum(steps.apply_net(disc, d_params, new_stats, x, real_y)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(batch, -1)), -1) + 1e-12)
+  gp = jnp.mean(jnp.square(norms - 1.0))
+  wdist = jnp.mean(d_real) - fake_term
+  loss = -wdist + gp_weight * gp + drift * jnp.mean(jnp.square(d_real))
+  return loss, (new_stats, {"d_loss": loss, "wasserstein": wdist, "gp": gp})
+
+
+def sample_gradients(d_params, d_stats, fake_x, fake_y, fake_w, *, disc) -> jax.Array:
+  """Per-sample gradients [B, ...] of the user's generator loss
+  -1/B sum_i w_i D(x_i, y_i) with respect to each received sample. The
+  critic scores examples independently, so the gradient of the sum is the
+  stack of per-sample gradients."""
+  batch = fake_x.shape[0]
+
+  def loss(x):
+    return -jnp.sum(fake_w * steps.apply_net(disc, d_params, d_stats, x, fake_y)) / batch
+
+  return jax.grad(loss)(fake_x)
+
+
+def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_mask, key, *, disc,
+               tx, gp_weight: float, drift: float, clip_norm: float,
+               noise_multiplier: float):
+  """Everything one sampled GS-WGAN user does in a round, on its device.
+
+  Args:
+    d: the user's discriminator state.
+    real_x, real_y: [n_critic, B, 28, 28, 1] float images and [n_critic, B]
+      labels from the user's own records.
+    fake_x, fake_y: the received samples [B, 28, 28, 1] and labels [B].
+    label_mask: [num_classes] float, 1 for labels the user holds records of.
+    key: the user's randomness this round.
+    clip_norm: per-sample bound c (C/B); the upload's norm bound is sqrt(B) c.
+    noise_multiplier: sigma; noise std sigma * sqrt(B) * c per coordinate.
+
+  Returns:
+    (new discriminator state, sanitized upload [B, 28, 28, 1], metrics).
+  """
+  n_critic = real_x.shape[0]
+  k_noise, *keys = jax.random.split(key, n_critic + 1)
+  fake_w = label_mask[fake_y]
+  metrics = {}
+  for i in range(n_critic):
+    grads, (new_stats, metrics) = jax.grad(user_critic_loss, has_aux=True)(
+        d.params, d.model_state, real_x[i], real_y[i], fake_x, fake_y, fake_w, keys[i],
+        disc=disc, gp_weight=gp_weight, drift=drift)
+    d = d.apply_gradients(tx, grads, model_state=new_stats)
+  g = sample_gradients(d.params, d.model_state, fake_x, fake_y, fake_w, disc=disc)
+  upload = sanitizer.sanitize_user_upload(g, k_noise, clip_norm, noise_multiplier)
+  return d, upload, metrics
+
+
+def server_generate(gen, g_params, g_stats, key, labels):
+  """The samples the server sends: [M, B, 28, 28, 1] for labels [M, B]."""
+  m, b = labels.shape
+  x = steps.generate(gen, g_params, g_stats, key, labels.reshape(-1))
+  return x.reshape(m, b, *x.shape[1:])
+
+
+def server_update(g: TrainState, ema, key, labels, uploads, denominator, *, gen, tx,
+                  ema_decay: float):
+  """Back-propagates the aggregated uploads through the generator.
+
+  The generator's forward pass is recomputed with the key and labels of
+  `server_generate`, so it yields the samples that were sent; the cotangent
+  is sum over users of the uploads divided by `denominator`. Rows of users
+  that were not sampled (padding) are zero and contribute nothing.
+  """
+  m, b = labels.shape
+  z = models.sample_latent(key, m * b)
+
+  def forward(params):
+    return steps.apply_net(gen, params, g.model_state, z, labels.reshape(-1),
+                           update_stats=True)
+
+  fake, vjp_fn, new_stats = jax.vjp(forward, g.params, has_aux=True)
+  cotangent = uploads.reshape(fake.shape).astype(fake.dtype) / denominator
+  (grads,) = vjp_fn(cotangent)
+  g_new = g.apply_gradients(tx, grads, model_state=new_stats)
+  ema = steps.ema_update(ema, g_new.params, g.step, ema_decay)
+  return g_new, ema, {"upload_norm": jnp.sqrt(jnp.sum(jnp.square(uploads)))}
+
+
+def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc, tx,
+                clip_norm: float, noise_multiplier: float, gp_weight: float,
+                drift: float):
+  """One DP-FedAvg-GAN user: local training of both networks from the
+  received ones, then the clipped, noised joint parameter update.
+
+  Args:
+    g, d: the received networks (their optimizer states are reset locally).
+    real_x, real_y: [local_steps, n_critic, B, ...] batches of the user's records.
+    clip_norm: S, bound on the joint update norm.
+    noise_multiplier: sigma; noise std sigma * S per coordinate.
+
+  Returns:
+    (sanitized update {"g": ..., "d": ...}, metrics of the last local step).
+  """
+  local_steps, _, batch = real_x.shape[:3]
+  k_noise, *keys = jax.random.split(key, local_steps + 1)
+  g0, d0 = g.params, d.params
+  g = g.replace(opt_state=tx.init(g.params))
+  d = d.replace(opt_state=tx.init(d.params))
+  metrics = {}
+  for s in range(local_steps):
+    g, _, d, metrics = steps.iteration(
+        g, g.params, d, real_x[s], real_y[s], keys[s], gen=gen, disc=disc, tx_g=tx,
+        tx_d=tx, num_classes=models.NUM_CLASSES, clip_norm=1.0 / batch,
+        noise_multiplier=0.0, sanitize=False, gp_weight=gp_weight, drift=drift)
+  delta = {"g": jax.tree.map(jnp.subtract, g.params, g0),
+           "d": jax.tree.map(jnp.subtract, d.params, d0)}
+  return sanitizer.sanitize_tree(delta, k_noise, clip_norm, noise_multiplier), metrics
+
+
+def refresh_spectral_norm(net, params, stats, sample_input):
+  """One data-free power iteration for every spectrally normalised weight
+  (after the server changed the weights)."""
+  if not stats:
+    return stats
+  _, new_stats = steps.apply_net(net, params, stats, *sample_input, update_stats=True)
+  return new_stats
+
+
+def stack(trees: list) -> Any:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Any, n: int) -> list:
+  return [jax.tree.map(lambda a: a[i], tree) for i in range(n)]
+
+
+# --- Runners --------------------------------------------------------------------
+
+
+class _Common:
+  """What both methods share: data, users, sampling, progress, outputs."""
+
+  name = ""
+
+  def __init__(self, config, workdir: str, images, labels, part: fed_data.Partition,
+               noise_multiplier: float):
+    self.config = config
+    self.dir = os.path.join(workdir, self.name)
+    os.makedirs(self.dir, exist_ok=True)
+    self.images, self.labels, self.part = images, labels, part
+    self.gen = models.make_generator(config.generator)
+    self.disc = models.Discriminator()
+    self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
+    self.settings = dp_settings(config, noise_multiplier, part.num_users)
+    self.denominator = (self.settings.expected_users_per_round)
+    self.root = jax.random.key(config.seed)
+    self.mesh = distributed.data_mesh(config.num_devices)
+    # Bytes sent to / received from users so far and the number of user-rounds
+    # (checkpointed with the state, so a resumed run reports the whole run).
+    self.payload = np.zeros(4, np.int64)  # download, upload, downloads, uploads
+    self.writer = None
+
+  def _float(self, idx: np.ndarray) -> np.ndarray:
+    return self.images[idx].astype(np.float32) / 255.0
+
+  def round_users(self, r: int) -> np.ndarray:
+    return sample_users(self.settings, np.random.default_rng([self.config.seed, 3, r]))
+
+  def real_batches(self, u: int, r: int, num: int) -> np.ndarray:
+    rng = np.random.default_rng([self.config.seed, 4, u, r])
+    return user_batches(self.part.user(u), num, self.config.batch_size, rng)
+
+  def label_mask(self, u: int) -> np.ndarray:
+    counts = np.bincount(self.labels[self.part.user(u)], minlength=models.NUM_CLASSES)
+    return (counts > 0).astype(np.float32)
+
+  def save_grid(self, path, params, stats, key):
+    fn = _generate_fn(self.config.generator)
+    labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), 10)
+    images = np.asarray(fn(params, stats, key, jnp.asarray(labels)))
+    plots.save_image_grid(path, images, ncols=10,
+                          row_labels=[str(i) for i in range(models.NUM_CLASSES)])
+
+  def finish(self, ema, stats, ledger_entry) -> dict:
+    """gen_data.npz from the EMA generator and the method's summary."""
+    fn = _generate_fn(self.config.generator)
+    k_sample = jax.random.fold_in(self.root, 99)
+    gen_x, gen_y = central.sample_generator(fn, ema, stats, k_sample,
+                                            self.config.num_gen_samples)
+    path = os.path.join(self.dir, "gen_data.npz")
+    fileio.atomic_write_npz(path, compressed=True, x=gen_x.astype(np.float32), y=gen_y)
+    checkpoint.save_tree(os.path.join(self.dir, "generator.npz"),
+                         {"params": ema, "model_state": stats},
+                         meta={"generator": self.config.generator, "privacy": ledger_entry})
+    self.save_grid(os.path.join(self.dir, "samples_final.png"), ema, stats, k_sample)
+    down, up, n_down, n_up = (int(v) for v in self.payload)
+    return {"upload_bytes_per_user_per_round": up / max(n_up, 1),
+            "download_bytes_per_user_per_round": down / max(n_down, 1),
+            "upload_bytes_total": up, "download_bytes_total": down,
+            "epsilon": ledger_entry["epsilon"], "delta": self.config.dp.delta,
+            "epsilon_vs_server": ledger_entry["epsilon_vs_server"],
+            "noise_multiplier": self.settings.noise_multiplier,
+            "gen_data": path}
+
+
+_JITTED: dict[tuple, Any] = {}
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+  """Jitted functions reused across runs in one process (no recompiles)."""
+  if key not in _JITTED:
+    _JITTED[key] = build()
+  return _JITTED[key]
+
+
+@functools.lru_cache(maxsize=None)
+def _generate_fn(generator: str):
+  gen = models.make_generator(generator)
+  return jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
+
+
+def _map_users(mode: str, fn: Callable, sharding=None) -> Callable:
+  """fn over a list of per-user argument tuples, returning a list of
+  per-user outputs: one vmapped call over the stacked users (the user axis
+  sharded by `sharding`), or one jitted call per user."""
+  if mode == "vmap":
+    batched = jax.jit(jax.vmap(fn))
+
+    def run(arg_list):
+      args = stack(list(arg_list))
+      if sharding is not None:
+        args = jax.device_put(args, sharding)
+      out = jax.device_get(batched(*args))
+      return [jax.tree.map(lambda a: a[i], out) for i in range(len(arg_list))]
+    return run
+  if mode == "sequential":
+    single = jax.jit(fn)
+    return lambda arg_list: [jax.device_get(single(*a)) for a in arg_list]
+  raise ValueError(f"user_mode={mode!r}: use 'vmap' or 'sequential'.")
+
+
+class GsWganFederated(_Common):
+  """Server generator + per-user discriminators (kept in an on-disk bank)."""
+
+  name = "gswgan"
+
+  def __init__(self, config, workdir, images, labels, part):
+    super().__init__(config, workdir, images, labels, part, config.dp.noise_multiplier)
+    c = config
+    self.clip = c.dp.clip_norm / c.batch_size
+    self.bound = sanitizer.user_upload_bound(c.batch_size, self.clip)
+    gen, disc, tx = self.gen, self.disc, self.tx
+    key = ("gswgan", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
+           self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode, c.num_devices)
+    fn = functools.partial(user_round, disc=disc, tx=tx, gp_weight=c.gp_weight,
+                           drift=c.drift, clip_norm=self.clip,
+                           noise_multiplier=c.dp.noise_multiplier)
+    self.user_fn = _cached(key + ("user",), lambda: _map_users(
+        c.user_mode, fn, distributed.batch_sharded(self.mesh)))
+    self.init_disc = _cached(key + ("init",),
+                             lambda: jax.jit(lambda k: steps.init_net(k, disc, tx)))
+    self.generate = _cached(key + ("generate",),
+                            lambda: jax.jit(functools.partial(server_generate, gen)))
+    self.update = _cached(key + ("update",), lambda: jax.jit(functools.partial(
+        server_update, gen=gen, tx=tx, ema_decay=c.ema_decay)))
+    template = steps.init_net(jax.random.key(0), self.disc, self.tx)
+    self.bank = bank_lib.DiscriminatorBank(os.path.join(self.dir, "users"), template,
+                                           cache_bytes=c.bank_cache_mb << 20)
+
+  def user_disc(self, u: int):
+    if self.bank.has(u):
+      return self.bank.get(u)
+    # A user's discriminator starts from its own seed on first participation.
+    k = jax.random.fold_in(jax.random.fold_in(self.root, 5), u)
+    return jax.device_get(self.init_disc(k))
+
+  def run_round(self, g, ema, r: int, users: np.ndarray):
+    c = self.config
+    k_round = jax.random.fold_in(jax.random.fold_in(self.root, 6), r)
+    k_gen, k_y, k_users = jax.random.split(k_round, 3)
+    chunk = c.user_chunk
+    if len(users) == 0:  # Nobody sampled: nothing is sent and the server waits.
+      return g, ema, {"users": 0}
+    # Generated rows are padded to a power of two (zero cotangent beyond the
+    # sampled users), so a varying number of users compiles few programs.
+    m_pad = -(-(1 << (len(users) - 1).bit_length()) // chunk) * chunk
+    labels = np.asarray(jax.random.randint(k_y, (m_pad, c.batch_size), 0, models.NUM_CLASSES))
+    fakes = np.asarray(self.generate(g.params, g.model_state, k_gen, jnp.asarray(labels)))
+    uploads = np.zeros_like(fakes)
+    metrics = []
+    for s in range(0, len(users), chunk):
+      ids = [int(u) for u in users[s:s + chunk]]
+      pad = ids + [ids[-1]] * (chunk - len(ids))  # vmap chunks have a fixed size.
+      arg_list = []
+      for i, u in enumerate(pad):
+        # What user u receives: its samples and their labels (uint8 on the wire).
+        sent_x, sent_y = fakes[min(s + i, m_pad - 1)], labels[min(s + i, m_pad - 1)]
+        sent_y = sent_y.astype(np.uint8)
+        if i < len(ids):
+          self.payload += [sent_x.nbytes + sent_y.nbytes, 0, 1, 0]
+        idx = self.real_batches(u, r, c.n_critic)
+        arg_list.append((self.user_disc(u), self._float(idx), self.labels[idx], sent_x,
+                         sent_y.astype(np.int32), self.label_mask(u),
+                         jax.random.fold_in(k_users, u)))
+      outs = self.user_fn(arg_list)
+      for i, u in enumerate(ids):
+        d, up, m = outs[i]
+        self.bank.put(u, d)
+        self.payload += [0, np.asarray(up).nbytes, 0, 1]
+        uploads[s + i] = up
+        metrics.append(m)
+    g, ema, sm = self.update(g, ema, k_gen, jnp.asarray(labels), jnp.asarray(uploads),
+                             self.denominator)
+    row = {"users": len(users), "upload_norm": float(sm["upload_norm"])}
+    if metrics:
+      row["wasserstein"] = float(np.mean([m["wasserstein"] for m in metrics]))
+    return g, ema, row
+
+  def init_state(self):
+    g = steps.init_net(jax.random.fold_in(self.root, 1), self.gen, self.tx)
+    return {"g": g, "ema": g.params}
+
+  def restore(self, state, step):
+    self.bank.rollback(step)
+    return state
+
+  def before_checkpoint(self, step):
+    self.bank.flush(step)
+
+  def round(self, state, r, users):
+    self.bank.current_step = r
+    g, ema, row = self.run_round(state["g"], state["ema"], r, users)
+    return {"g": g, "ema": ema}, row
+
+  def release(self, state):
+    return state["ema"], state["g"].model_state
+
+
+class FedAvgGan(_Common):
+  """Server-held generator and discriminator, trained by DP-FedAvg."""
+
+  name = "fedavg_gan"
+
+  def __init__(self, config, workdir, images, labels, part):
+    super().__init__(config, workdir, images, labels, part, config.fedavg.noise_multiplier)
+    c = config
+    self.bound = c.fedavg.clip_norm
+    fn = functools.partial(fedavg_user, gen=self.gen, disc=self.disc, tx=self.tx,
+                           clip_norm=c.fedavg.clip_norm,
+                           noise_multiplier=c.fedavg.noise_multiplier,
+                           gp_weight=c.gp_weight, drift=c.drift)
+    key = ("fedavg", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
+           c.fedavg.clip_norm, c.fedavg.noise_multiplier, c.fedavg.server_lr, c.ema_decay,
+           c.user_mode, c.num_devices)
+    self.user_fn = _cached(key + ("user",), lambda: _map_users(
+        c.user_mode, fn, distributed.batch_sharded(self.mesh)))
+    gen, disc = self.gen, self.disc
+    lr = c.fedavg.server_lr
+
+    def apply(g, d, ema, total, denominator, step):
+      g_params = jax.tree.map(lambda p, u: p + lr * u / denominator, g.params, total["g"])
+      d_params = jax.tree.map(lambda p, u: p + lr * u / denominator, d.params, total["d"])
+      y = jnp.zeros((2,), jnp.int32)
+      d_stats = refresh_spectral_norm(disc, d_params, d.model_state,
+                                      (jnp.zeros((2, 28, 28, 1)), y))
+      g_stats = refresh_spectral_norm(gen, g_params, g.model_state,
+                                      (jnp.zeros((2, models.LATENT_DIM)), y))
+      g = g.replace(params=g_params, model_state=g_stats, step=g.step + 1)
+      d = d.replace(params=d_params, model_state=d_stats, step=d.step + 1)
+      ema = steps.ema_update(ema, g_params, step, c.ema_decay)
+      return g, d, ema
+
+    self.apply = _cached(key + ("apply",), lambda: jax.jit(apply))
+
+  def init_state(self):
+    g = steps.init_net(jax.random.fold_in(self.root, 1), self.gen, self.tx)
+    d = steps.init_net(jax.random.fold_in(self.root, 2), self.disc, self.tx)
+    return {"g": g, "d": d, "ema": g.params}
+
+  def restore(self, state, step):
+    return state
+
+  def before_checkpoint(self, step):
+    pass
+
+  def round(self, state, r, users):
+    c = self.config
+    g, d, ema = state["g"], state["d"], state["ema"]
+    if len(users) == 0:
+      return state, {"users": 0}
+    k_users = jax.random.fold_in(jax.random.fold_in(self.root, 7), r)
+    # What a user receives: both networks' weights and spectral-norm vectors
+    # (optimizer states stay on the server).
+    sent = jax.device_get({"g": (g.params, g.model_state), "d": (d.params, d.model_state)})
+    down = nbytes(sent)
+    total = jax.tree.map(np.zeros_like, jax.device_get({"g": g.params, "d": d.params}))
+    chunk = c.user_chunk
+    metrics = []
+    for s in range(0, len(users), chunk):
+      ids = [int(u) for u in users[s:s + chunk]]
+      pad = ids + [ids[-1]] * (chunk - len(ids))
+      arg_list = []
+      for u in pad:
+        idx = self.real_batches(u, r, c.fedavg.local_steps * c.n_critic).reshape(
+            c.fedavg.local_steps, c.n_critic, c.batch_size)
+        arg_list.append((g, d, self._float(idx), self.labels[idx],
+                         jax.random.fold_in(k_users, u)))
+      outs = self.user_fn(arg_list)
+      for i in range(len(ids)):
+        up, m = outs[i]
+        self.payload += [down, nbytes(up), 1, 1]
+        total = jax.tree.map(np.add, total, up)
+        metrics.append(m)
+    g, d, ema = self.apply(g, d, ema, total, self.denominator, g.step)
+    row = {"users": len(users)}
+    if metrics:
+      row["wasserstein"] = float(np.mean([m["wasserstein"] for m in metrics]))
+    return {"g": g, "d": d, "ema": ema}, row
+
+  def release(self, state):
+    return state["ema"], state["g"].model_state
+
+
+def _train_method(runner: _Common, rounds: int) -> dict:
+  """The round loop of one method with checkpoints, ledger and resume."""
+  c = runner.config
+  ckpt_dir = os.path.join(runner.dir, "checkpoints")
+  state = runner.init_state()
+  participations = np.zeros(runner.part.num_users, np.int64)
+  start = checkpoint.latest_step(ckpt_dir)
+  if start is not None:
+    (state, participations, payload), _, start = checkpoint.restore(
+        ckpt_dir, (state, participations, runner.payload))
+    participations, runner.payload = np.asarray(participations), np.asarray(payload)
+    state = runner.restore(state, start)
+    print(f"[{runner.name}] resuming from round {start}.")
+  start = start or 0
+  ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
+                                 c.dp.target_epsilon or None)
+  writer = metrics_lib.MetricWriter(runner.dir, resume_step=start or None)
+  progress = metrics_lib.Progress(rounds, start, desc=f"{runner.name} rounds",
+                                  interval=c.progress_interval_s)
+  k_sample = jax.random.fold_in(runner.root, 98)
+  t0 = time.time()
+  r = start
+  for r in range(start + 1, rounds + 1):
+    users = runner.round_users(r)
+    participations[users] += 1
+    state, row = runner.round(state, r, users)
+    if r % c.log_every_rounds == 0 or r == rounds:
+      writer.write(r, row)
+      progress.update(r, {k: v for k, v in row.items() if k in ("users", "wasserstein")})
+    if r % c.sample_every_rounds == 0 or r == rounds:
+      ema, stats = runner.release(state)
+      runner.save_grid(os.path.join(runner.dir, f"samples_{r:06d}.png"), ema, stats, k_sample)
+    if r % c.checkpoint_every_rounds == 0 or r == rounds:
+      entry = ledger.record(r, int(participations.max()))  # Ledger first (never under-reports).
+      writer.write(r, {"epsilon": entry["epsilon"]})
+      runner.before_checkpoint(r)
+      checkpoint.save(ckpt_dir, r, (state, participations, runner.payload))
+  progress.close(r)
+  entry = ledger.record(rounds, int(participations.max()))
+  ema, stats = runner.release(state)
+  out = runner.finish(ema, stats, entry)
+  out["seconds_this_run"] = time.time() - t0
+  out["max_participations"] = int(participations.max())
+  return out
+
+
+def planned_rounds(config, num_users: int) -> int:
+  """Rounds to run: config.rounds, or fewer where dp.target_epsilon binds
+  (for the GS-WGAN noise multiplier).
+
+  Raises:
+    user_level.PrivacyBudgetError: the target cannot be met even for one round.
+  """
+  target = config.dp.target_epsilon
+  if not target or target <= 0:
+    return config.rounds
+  s = dp_settings(config, config.dp.noise_multiplier, num_users)
+  if s.noise_multiplier == 0:
+    raise user_level.PrivacyBudgetError(
+        f"dp.target_epsilon={target} but dp.noise_multiplier=0 gives no privacy; set a "
+        "noise multiplier or dp.target_epsilon=0.")
+  t = user_level.max_rounds(s, target, config.rounds)
+  if t == 0:
+    raise user_level.PrivacyBudgetError(
+        f"dp.target_epsilon={target} cannot be met: one round already costs epsilon="
+        f"{user_level.compute_epsilon(s, 1):.4g}. Raise dp.noise_multiplier or lower "
+        "the sampling rate.")
+  return t
+
+
+def _check_config(config) -> None:
+  for m in config.methods:
+    if m not in METHODS:
+      raise ValueError(f"methods contains {m!r}; use a subset of {METHODS}.")
+  if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
+    raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
+  n_dev = distributed.data_mesh(config.num_devices).devices.size
+  if config.user_mode == "vmap" and config.user_chunk % n_dev:
+    raise ValueError(f"user_chunk={config.user_chunk} must be divisible by the {n_dev} "
+                     "devices the users are sharded over.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the configured methods on one partition; writes results.json."""
+  _check_config(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  images, labels, part = load_users(config)
+  rounds = planned_rounds(config, part.num_users)  # Fails before training or writing.
+  fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
+                            config.to_json_best_effort(indent=2).encode())
+  part_path = os.path.join(workdir, "partition.npz")
+  if os.path.exists(part_path):
+    if not fed_data.Partition.load(part_path).same_as(part):
+      raise RuntimeError(f"{part_path} does not match this config's partition; "
+                         "use a new --workdir.")
+  else:
+    part.save(part_path)
+  described = part.describe(labels)
+  print(f"federated GS-WGAN on {config.dataset}: {described}")
+  results: dict[str, Any] = {"partition": config.partition if config.dataset != "fed_emnist"
+                             else "fed_emnist", "partition_stats": described,
+                             "users": part.num_users, "rounds": rounds,
+                             "dataset": config.dataset, "generator": config.generator,
+                             "sampling": config.sampling,
+                             "sampling_probability":
+                                 dp_settings(config, 1.0, part.num_users).sampling_probability,
+                             "batch_size": config.batch_size}
+  runners = {"gswgan": GsWganFederated, "fedavg_gan": FedAvgGan}
+  for m in config.methods:
+    runner = runners[m](config, workdir, images, labels, part)
+    results[m] = _train_method(runner, rounds)
+    if config.evaluate:
+      results[m]["scores"] = _scores(config, results[m]["gen_data"])
+    fileio.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  if len(config.methods) == 2:
+    a, b = results["gswgan"], results["fedavg_gan"]
+    results["payload_ratio_fedavg_over_gswgan"] = (
+        (b["upload_bytes_per_user_per_round"] + b["download_bytes_per_user_per_round"])
+        / (a["upload_bytes_per_user_per_round"] + a["download_bytes_per_user_per_round"]))
+  fileio.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  _print_table(results, config.methods)
+  return results
+
+
+def _scores(config, gen_path: str) -> dict:
+  """The evaluation suite's sample-quality scores (IS, FID on the reference
+  classifier's features, label accuracy) of a generated set."""
+  from jaxtiny.eval import generated as generated_lib  # pylint: disable=g-import-not-at-top
+  from jaxtiny.eval import scores  # pylint: disable=g-import-not-at-top
+  gen = generated_lib.load_generated(gen_path)
+  n = min(config.eval_samples, len(gen.y))
+  # Federated EMNIST digits are scored with the MNIST reference classifier.
+  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  try:
+    out = scores.sample_quality(gen, dataset, config.data_dir or None, is_samples=n,
+                                fid_samples=n, log=lambda s: None)
+  except FileNotFoundError as e:  # No reference classifier trained yet.
+    print(f"scores skipped: {e}")
+    return {"skipped": str(e)}
+  out["reference_dataset"] = dataset
+  return out
+
+
+def _fmt(x) -> str:
+  if isinstance(x, str):
+    return x
+  return f"{x:.4g}" if isinstance(x, float) and math.isfinite(x) else str(x)
+
+
+def _print_table(results: dict, methods) -> None:
+  print(f"\npartition {results['partition']}, {results['users']} users, "
+        f"{results['rounds']} rounds")
+  print("| method | IS | FID (LeNet) | label acc | epsilon | upload B/user/round "
+        "| download B/user/round |")
+  print("|---|---|---|---|---|---|---|")
+  for m in methods:
+    r = results[m]
+    s = r.get("scores", {})
+    print(f"| {m} | {_fmt(s.get('is_mean', '-'))} | {_fmt(s.get('fid_lenet', '-'))} | "
+          f"{_fmt(s.get('label_acc', '-'))} | {_fmt(r['epsilon'])} | "
+          f"{r['upload_bytes_per_user_per_round']:.4g} | "
+          f"{r['download_bytes_per_user_per_round']:.4g} |")

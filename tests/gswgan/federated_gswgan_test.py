@@ -1,0 +1,202 @@
+"""Federated GS-WGAN: user-level bound and noise, per-sample gradients, the
+server update, payloads, and a smoke run of both methods with resume."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import gswgan_federated as fed_config
+from helpers import require_prepared
+from jaxtiny.gswgan import federated
+from jaxtiny.gswgan import models
+from jaxtiny.gswgan import steps
+from jaxtiny.privacy import sanitizer
+from jaxtiny.privacy import user_level
+from jaxtiny.train import checkpoint
+
+B = 8
+DISC = models.Discriminator()
+GEN = models.make_generator("dcgan")
+TX = steps.make_optimizer()
+KW = dict(disc=DISC, tx=TX, gp_weight=10.0, drift=1e-3)
+
+
+def _user_inputs(num_records, scale=1.0, seed=0):
+  """A user's critic batches drawn from `num_records` records, and received samples."""
+  rng = np.random.default_rng(seed)
+  records = rng.uniform(0, 1, (num_records, 28, 28, 1)).astype(np.float32) * scale
+  rec_y = rng.integers(0, 10, num_records)
+  idx = federated.user_batches(np.arange(num_records), 2, B, rng)
+  fake_x = jnp.asarray(rng.uniform(0, 1, (B, 28, 28, 1)), jnp.float32)
+  fake_y = jnp.asarray(rng.integers(0, 10, B), jnp.int32)
+  return jnp.asarray(records[idx]), jnp.asarray(rec_y[idx]), fake_x, fake_y
+
+
+@pytest.fixture(scope="module")
+def disc_state():
+  return steps.init_net(jax.random.key(0), DISC, TX)
+
+
+@pytest.mark.parametrize("num_records,scale", [(1, 1.0), (600, 1.0), (600, 1e4)])
+def test_user_upload_bound_does_not_depend_on_the_users_records(disc_state, num_records,
+                                                                scale):
+  c = 1e-3  # Below the raw gradients' norms, so the clip is active.
+  real_x, real_y, fake_x, fake_y = _user_inputs(num_records, scale)
+  mask = jnp.ones(10)
+  d, up, _ = federated.user_round(disc_state, real_x, real_y, fake_x, fake_y, mask,
+                                  jax.random.key(1), clip_norm=c, noise_multiplier=0.0, **KW)
+  norms = np.asarray(sanitizer.per_example_norms(up))
+  assert norms.max() <= c * (1 + 1e-5)
+  assert np.linalg.norm(np.asarray(up)) <= sanitizer.user_upload_bound(B, c) * (1 + 1e-5)
+  raw = federated.sample_gradients(d.params, d.model_state, fake_x, fake_y,
+                                   jnp.ones(B), disc=DISC)
+  assert float(jnp.max(sanitizer.per_example_norms(raw))) > 2 * c
+
+
+def test_user_upload_noise_std_is_sigma_sqrt_b_c(disc_state):
+  c, sigma = 1.0 / B, 0.7
+  args = _user_inputs(50)
+  run = lambda s: federated.user_round(disc_state, *args, jnp.ones(10), jax.random.key(3),  # noqa: E731
+                                       clip_norm=c, noise_multiplier=s, **KW)[1]
+  noise = np.asarray(run(sigma)) - np.asarray(run(0.0))  # Same key: same critic steps.
+  expected = sigma * math.sqrt(B) * c
+  assert abs(noise.std() / expected - 1) < 5 / math.sqrt(2 * noise.size)
+
+
+def test_samples_of_labels_the_user_lacks_carry_no_signal(disc_state):
+  real_x, real_y, fake_x, fake_y = _user_inputs(50)
+  mask = (jnp.arange(10) < 5).astype(jnp.float32)
+  _, up, _ = federated.user_round(disc_state, real_x, real_y, fake_x, fake_y, mask,
+                                  jax.random.key(2), clip_norm=1.0 / B, noise_multiplier=0.0,
+                                  **KW)
+  lacking = np.asarray(fake_y) >= 5
+  assert lacking.any() and (~lacking).any()
+  assert np.all(np.asarray(up)[lacking] == 0)
+  assert np.all(np.asarray(sanitizer.per_example_norms(up))[~lacking] > 0)
+
+
+def test_sample_gradients_equal_the_vmap_reference(disc_state):
+  _, _, fake_x, fake_y = _user_inputs(10)
+  w = jnp.asarray([1.0, 0.0] * (B // 2))
+  got = federated.sample_gradients(disc_state.params, disc_state.model_state, fake_x, fake_y,
+                                   w, disc=DISC)
+
+  def one(x, y, wi):
+    return -wi * steps.apply_net(DISC, disc_state.params, disc_state.model_state,
+                                 x[None], y[None])[0] / B
+
+  ref = jax.vmap(jax.grad(one))(fake_x, fake_y, w)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-7)
+
+
+def test_server_update_backpropagates_exactly_the_aggregated_uploads():
+  g = steps.init_net(jax.random.key(4), GEN, TX)
+  key = jax.random.key(5)
+  labels = jnp.asarray(np.random.default_rng(0).integers(0, 10, (3, B)), jnp.int32)
+  sent = federated.server_generate(GEN, g.params, g.model_state, key, labels)
+  uploads = jax.random.normal(jax.random.key(6), sent.shape) * 1e-3
+  g_new, ema, _ = federated.server_update(g, g.params, key, labels, uploads, 2.5, gen=GEN,
+                                          tx=TX, ema_decay=0.999)
+  # The recomputed forward pass is the one whose samples were sent.
+  fwd = lambda p: steps.generate(GEN, p, g.model_state, key, labels.reshape(-1))  # noqa: E731
+  out, vjp = jax.vjp(fwd, g.params)
+  np.testing.assert_allclose(out.reshape(sent.shape), sent, rtol=1e-6)
+  (grads,) = vjp(uploads.reshape(out.shape) / 2.5)
+  want = g.apply_gradients(TX, grads)
+  for a, b in zip(jax.tree.leaves(g_new.params), jax.tree.leaves(want.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+def _config(arg="smoke", **kw):
+  c = fed_config.get_config(arg)
+  with c.unlocked():
+    for k, v in kw.items():
+      if "." in k:
+        a, b = k.split(".")
+        c[a][b] = v
+      else:
+        c[k] = v
+  return c
+
+
+def _param_bytes(tree):
+  return sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree))
+
+
+def test_payloads_and_results_of_both_methods(tmp_path):
+  require_prepared("mnist")
+  c = _config("smoke,non_iid,fixed")
+  res = federated.train_and_evaluate(c, str(tmp_path))
+  assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
+  assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
+  gs, fa = res["gswgan"], res["fedavg_gan"]
+  # GS-WGAN: B float32 samples (+ B uint8 labels) down, B float32 gradients up.
+  assert gs["upload_bytes_per_user_per_round"] == B * 784 * 4
+  assert gs["download_bytes_per_user_per_round"] == B * 784 * 4 + B
+  # FedAvg-GAN: both networks' weights (+ spectral-norm vectors) down, both updates up.
+  g = steps.init_net(jax.random.key(0), GEN, TX)
+  d = steps.init_net(jax.random.key(0), DISC, TX)
+  weights = _param_bytes(g.params) + _param_bytes(d.params)
+  assert fa["upload_bytes_per_user_per_round"] == weights
+  assert fa["download_bytes_per_user_per_round"] == weights + _param_bytes(
+      (g.model_state, d.model_state))
+  assert res["payload_ratio_fedavg_over_gswgan"] > 100
+  # Fixed-count sampling: replace-one accounting at 2 of 6 users per round.
+  s = user_level.UserDpSettings(0.5, 6, "fixed", users_per_round=2, delta=1e-5)
+  assert gs["epsilon"] == pytest.approx(user_level.compute_epsilon(s, 4))
+  assert gs["max_participations"] <= 4
+  for m in ("gswgan", "fedavg_gan"):
+    for name in ("gen_data.npz", "generator.npz", "privacy.json", "metrics.jsonl",
+                 "samples_000002.png", "samples_final.png"):
+      assert (tmp_path / m / name).exists(), (m, name)
+    with np.load(tmp_path / m / "gen_data.npz") as f:
+      assert f["x"].shape == (100, 28, 28, 1) and 0 <= f["x"].min() <= f["x"].max() <= 1
+  with np.load(tmp_path / "gswgan" / "generator.npz") as f:
+    assert not any("Embed" in k or "opt_state" in k for k in f.files)
+
+
+def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
+  require_prepared("mnist")
+  c = _config()
+  full = federated.train_and_evaluate(c, str(tmp_path / "full"))
+  real_save = checkpoint.save
+  calls = {"n": 0, "crash_at": 0}
+
+  def crashing_save(directory, step, tree, **kw):
+    real_save(directory, step, tree, **kw)
+    calls["n"] += 1
+    if calls["n"] == calls["crash_at"]:
+      raise KeyboardInterrupt(f"simulated kill after checkpoint {step} in {directory}")
+
+  monkeypatch.setattr(checkpoint, "save", crashing_save)
+  # Killed after GS-WGAN's round-2 checkpoint; then after FedAvg-GAN's (the
+  # resumed run's second checkpoint: GS-WGAN round 4, FedAvg-GAN round 2).
+  for crash_at in (1, 2):
+    calls.update(n=0, crash_at=crash_at)
+    with pytest.raises(KeyboardInterrupt):
+      federated.train_and_evaluate(c, str(tmp_path / "resumed"))
+  calls.update(n=0, crash_at=0)
+  resumed = federated.train_and_evaluate(c, str(tmp_path / "resumed"))
+  for m in ("gswgan", "fedavg_gan"):
+    with np.load(tmp_path / "full" / m / "gen_data.npz") as a, \
+         np.load(tmp_path / "resumed" / m / "gen_data.npz") as b:
+      np.testing.assert_array_equal(a["x"], b["x"])
+    assert (json.loads((tmp_path / "full" / m / "privacy.json").read_text())
+            == json.loads((tmp_path / "resumed" / m / "privacy.json").read_text()))
+    assert resumed[m]["epsilon"] == full[m]["epsilon"]
+
+
+def test_bad_configs_fail_before_writing(tmp_path):
+  with pytest.raises(ValueError, match="methods"):
+    federated.train_and_evaluate(_config(methods=("gswgan", "dpgan")), str(tmp_path / "a"))
+  with pytest.raises(user_level.PrivacyBudgetError, match="cannot be met"):
+    federated.train_and_evaluate(_config(**{"dp.target_epsilon": 1e-4}), str(tmp_path / "b"))
+  assert not (tmp_path / "b" / "config.json").exists()
+  with pytest.raises(ValueError, match="unknown option"):
+    fed_config.get_config("smoke,mixed")
+  with pytest.raises(ValueError, match="partition="):
+    federated.load_users(_config(partition="dirichlet"))
