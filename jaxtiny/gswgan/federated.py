@@ -2,6 +2,10 @@
 
 GS-WGAN round (`GsWganFederated`):
 
+0. Local warm start (GS-WGAN's stage 1, on each user's device): every user
+   trains its discriminator non-privately on its own records against a
+   throw-away generator of its own (`user_warmup_iterations`); nothing is
+   sent, so it costs no payload and no privacy.
 1. The server samples users (Poisson with rate q, or a fixed count m), draws
    B uniform labels per sampled user, generates B samples per user with its
    generator, and sends each user its samples and labels (the download).
@@ -302,8 +306,8 @@ class _Common:
   def round_users(self, r: int) -> np.ndarray:
     return sample_users(self.settings, np.random.default_rng([self.config.seed, 3, r]))
 
-  def real_batches(self, u: int, r: int, num: int) -> np.ndarray:
-    rng = np.random.default_rng([self.config.seed, 4, u, r])
+  def real_batches(self, u: int, r: int, num: int, stream: int = 4) -> np.ndarray:
+    rng = np.random.default_rng([self.config.seed, stream, u, r])
     return user_batches(self.part.user(u), num, self.config.batch_size, rng)
 
   def label_mask(self, u: int) -> np.ndarray:
@@ -402,6 +406,37 @@ class GsWganFederated(_Common):
     template = steps.init_net(jax.random.key(0), self.disc, self.tx)
     self.bank = bank_lib.DiscriminatorBank(os.path.join(self.dir, "users"), template,
                                            cache_bytes=c.bank_cache_mb << 20)
+    self.warm = _cached(key + ("warm",), lambda: jax.jit(functools.partial(
+        steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx,
+        num_classes=models.NUM_CLASSES, clip_norm=1.0 / c.batch_size,
+        noise_multiplier=0.0, sanitize=False, gp_weight=c.gp_weight, drift=c.drift)))
+
+  def warm_start_users(self) -> None:
+    """Local stage 1 (GS-WGAN's warm start, on each user's device): every
+    user trains its discriminator non-privately on its own records against
+    its own throw-away generator for `user_warmup_iterations` iterations.
+    Nothing leaves the device (no payload, no privacy cost); resumable user
+    by user (finished discriminators are in the bank as version 0)."""
+    c = self.config
+    todo = [u for u in range(self.part.num_users) if not self.bank.has(u)]
+    if not c.user_warmup_iterations or not todo:
+      return
+    progress = metrics_lib.Progress(len(todo) * c.user_warmup_iterations,
+                                    desc="gswgan local warm-start",
+                                    interval=c.progress_interval_s)
+    done = 0
+    for u in todo:
+      k = jax.random.fold_in(jax.random.fold_in(self.root, 8), u)
+      g = steps.init_net(jax.random.fold_in(k, 0), self.gen, self.tx)
+      d = self.init_disc(jax.random.fold_in(jax.random.fold_in(self.root, 5), u))
+      for it in range(c.user_warmup_iterations):
+        idx = self.real_batches(u, it, c.n_critic, stream=9)
+        g, _, d, m = self.warm(g, g.params, d, jnp.asarray(self._float(idx)),
+                               jnp.asarray(self.labels[idx]), jax.random.fold_in(k, it + 1))
+        done += 1
+        progress.update(done, {"user": u, "wdist": float(m["wasserstein"])})
+      self.bank.write_initial(u, jax.device_get(d))
+    progress.close(done)
 
   def user_disc(self, u: int):
     if self.bank.has(u):
@@ -451,6 +486,9 @@ class GsWganFederated(_Common):
     if metrics:
       row["wasserstein"] = float(np.mean([m["wasserstein"] for m in metrics]))
     return g, ema, row
+
+  def prepare(self):
+    self.warm_start_users()
 
   def init_state(self):
     g = steps.init_net(jax.random.fold_in(self.root, 1), self.gen, self.tx)
@@ -513,6 +551,9 @@ class FedAvgGan(_Common):
     d = steps.init_net(jax.random.fold_in(self.root, 2), self.disc, self.tx)
     return {"g": g, "d": d, "ema": g.params}
 
+  def prepare(self):
+    pass
+
   def restore(self, state, step):
     return state
 
@@ -571,6 +612,7 @@ def _train_method(runner: _Common, rounds: int) -> dict:
     state = runner.restore(state, start)
     print(f"[{runner.name}] resuming from round {start}.")
   start = start or 0
+  runner.prepare()
   ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
                                  c.dp.target_epsilon or None)
   writer = metrics_lib.MetricWriter(runner.dir, resume_step=start or None)

@@ -200,3 +200,20 @@ def test_bad_configs_fail_before_writing(tmp_path):
     fed_config.get_config("smoke,mixed")
   with pytest.raises(ValueError, match="partition="):
     federated.load_users(_config(partition="dirichlet"))
+
+
+def test_vmapped_users_match_sequential_users(disc_state):
+  """The accelerator path (users stacked under vmap) computes what the CPU
+  path (one call per user) does."""
+  import functools  # pylint: disable=g-import-not-at-top
+  fn = functools.partial(federated.user_round, clip_norm=1.0 / B, noise_multiplier=0.3, **KW)
+  d2 = steps.init_net(jax.random.key(9), DISC, TX)
+  arg_list = [(jax.device_get(d), *_user_inputs(20 + i, seed=i), jnp.ones(10),
+               jax.random.key(10 + i)) for i, d in enumerate((disc_state, d2))]
+  seq = federated._map_users("sequential", fn)(arg_list)  # pylint: disable=protected-access
+  vec = federated._map_users("vmap", fn)(arg_list)  # pylint: disable=protected-access
+  for a, b in zip(jax.tree.leaves(seq), jax.tree.leaves(vec)):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                               rtol=2e-3, atol=2e-5)
+  with pytest.raises(ValueError, match="user_mode"):
+    federated._map_users("threads", fn)  # pylint: disable=protected-access
