@@ -53,7 +53,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxtiny import data
 from jaxtiny import fileio

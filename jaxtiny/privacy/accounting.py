@@ -29,7 +29,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import dp_accounting
 from dp_accounting import rdp
@@ -125,6 +125,40 @@ def compute_epsilon(accountant: str, noise_multiplier: float,
   return float(acc.get_epsilon(delta))
 
 
+def smallest_noise(epsilon_of: Callable[[float], float], target_epsilon: float,
+                   tol: float = 1e-4, limit: float = 1e6) -> Optional[float]:
+  """Smallest sigma with epsilon_of(sigma) <= target (epsilon decreasing in
+  sigma), to relative tolerance `tol`; None if no sigma up to `limit` meets it."""
+  lo, hi = 0.0, 1.0
+  while epsilon_of(hi) > target_epsilon:
+    lo, hi = hi, hi * 2
+    if hi > limit:
+      return None
+  while hi - lo > tol * max(hi, 1e-6):
+    mid = 0.5 * (lo + hi)
+    if epsilon_of(mid) > target_epsilon:
+      lo = mid
+    else:
+      hi = mid
+  return hi
+
+
+def largest_count(epsilon_of: Callable[[int], float], target_epsilon: float,
+                  limit: int) -> int:
+  """Largest T <= limit with epsilon_of(T) <= target (epsilon increasing in
+  T); 0 if none."""
+  if epsilon_of(limit) <= target_epsilon:
+    return limit
+  lo, hi = 0, limit  # eps(lo) <= target < eps(hi)
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    if epsilon_of(mid) <= target_epsilon:
+      lo = mid
+    else:
+      hi = mid
+  return lo
+
+
 def calibrate_noise(target_epsilon: float, delta: float, num_discriminators: int,
                     batch_size: int, steps: int, accountant: str = "strict",
                     tol: float = 1e-4) -> float:
@@ -136,41 +170,23 @@ def calibrate_noise(target_epsilon: float, delta: float, num_discriminators: int
   _check(accountant, num_discriminators, batch_size, delta)
   if target_epsilon <= 0:
     raise PrivacyBudgetError(f"target_epsilon={target_epsilon} must be > 0.")
-  eps = lambda s: compute_epsilon(accountant, s, num_discriminators, batch_size,
-                                  steps, delta)
-  lo, hi = 0.0, 1.0
-  while eps(hi) > target_epsilon:
-    lo, hi = hi, hi * 2
-    if hi > 1e6:
-      raise PrivacyBudgetError(
-          f"epsilon={target_epsilon} at delta={delta} cannot be met with "
-          f"{steps} steps, K={num_discriminators}, B={batch_size} "
-          f"({accountant} accountant) by any noise multiplier up to 1e6.")
-  # Bisection on a monotone function; stop at relative tolerance.
-  while hi - lo > tol * max(hi, 1e-6):
-    mid = 0.5 * (lo + hi)
-    if eps(mid) > target_epsilon:
-      lo = mid
-    else:
-      hi = mid
-  return hi
+  sigma = smallest_noise(lambda s: compute_epsilon(accountant, s, num_discriminators,
+                                                   batch_size, steps, delta),
+                         target_epsilon, tol)
+  if sigma is None:
+    raise PrivacyBudgetError(
+        f"epsilon={target_epsilon} at delta={delta} cannot be met with "
+        f"{steps} steps, K={num_discriminators}, B={batch_size} "
+        f"({accountant} accountant) by any noise multiplier up to 1e6.")
+  return sigma
 
 
 def max_steps(settings: DpSettings, target_epsilon: float, limit: int) -> int:
   """Largest T <= limit with epsilon(T) <= target_epsilon (0 if none)."""
-  eps = lambda t: compute_epsilon(settings.accountant, settings.noise_multiplier,
-                                  settings.num_discriminators,
-                                  settings.batch_size, t, settings.delta)
-  if eps(limit) <= target_epsilon:
-    return limit
-  lo, hi = 0, limit  # eps(lo) <= target < eps(hi)
-  while hi - lo > 1:
-    mid = (lo + hi) // 2
-    if eps(mid) <= target_epsilon:
-      lo = mid
-    else:
-      hi = mid
-  return lo
+  return largest_count(
+      lambda t: compute_epsilon(settings.accountant, settings.noise_multiplier,
+                                settings.num_discriminators, settings.batch_size, t,
+                                settings.delta), target_epsilon, limit)
 
 
 class PrivacyLedger:

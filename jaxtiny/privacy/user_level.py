@@ -37,6 +37,7 @@ import dp_accounting
 from dp_accounting import rdp
 
 from jaxtiny import fileio
+from jaxtiny.privacy import accounting
 
 SAMPLING = ("poisson", "fixed")
 
@@ -158,36 +159,20 @@ def calibrate_noise(target_epsilon: float, s: UserDpSettings, rounds: int,
   """
   if target_epsilon <= 0:
     raise PrivacyBudgetError(f"target_epsilon={target_epsilon} must be > 0.")
-  eps = lambda sigma: compute_epsilon(dataclasses.replace(s, noise_multiplier=sigma), rounds)  # noqa: E731
-  lo, hi = 0.0, 1.0
-  while eps(hi) > target_epsilon:
-    lo, hi = hi, hi * 2
-    if hi > 1e6:
-      raise PrivacyBudgetError(
-          f"epsilon={target_epsilon} at delta={s.delta} cannot be met in {rounds} "
-          f"rounds at sampling probability {s.sampling_probability:.4g} by any noise "
-          "multiplier up to 1e6.")
-  while hi - lo > tol * max(hi, 1e-6):
-    mid = 0.5 * (lo + hi)
-    if eps(mid) > target_epsilon:
-      lo = mid
-    else:
-      hi = mid
-  return hi
+  sigma = accounting.smallest_noise(
+      lambda sig: compute_epsilon(dataclasses.replace(s, noise_multiplier=sig), rounds),
+      target_epsilon, tol)
+  if sigma is None:
+    raise PrivacyBudgetError(
+        f"epsilon={target_epsilon} at delta={s.delta} cannot be met in {rounds} "
+        f"rounds at sampling probability {s.sampling_probability:.4g} by any noise "
+        "multiplier up to 1e6.")
+  return sigma
 
 
 def max_rounds(s: UserDpSettings, target_epsilon: float, limit: int) -> int:
   """Largest T <= limit with epsilon(T) <= target_epsilon (0 if none)."""
-  if compute_epsilon(s, limit) <= target_epsilon:
-    return limit
-  lo, hi = 0, limit
-  while hi - lo > 1:
-    mid = (lo + hi) // 2
-    if compute_epsilon(s, mid) <= target_epsilon:
-      lo = mid
-    else:
-      hi = mid
-  return lo
+  return accounting.largest_count(lambda t: compute_epsilon(s, t), target_epsilon, limit)
 
 
 def _finite(x: float):
