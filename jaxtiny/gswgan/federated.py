@@ -611,7 +611,9 @@ def _train_method(runner: _Common, rounds: int) -> dict:
     state = runner.restore(state, start)
     print(f"[{runner.name}] resuming from round {start}.")
   start = start or 0
+  t_prepare = time.time()
   runner.prepare()
+  prepare_s = time.time() - t_prepare
   ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
                                  c.dp.target_epsilon or None)
   writer = metrics_lib.MetricWriter(runner.dir, resume_step=start or None)
@@ -639,7 +641,8 @@ def _train_method(runner: _Common, rounds: int) -> dict:
   entry = ledger.record(rounds, int(participations.max()))
   ema, stats = runner.release(state)
   out = runner.finish(ema, stats, entry)
-  out["seconds_this_run"] = time.time() - t0
+  out["seconds_this_run"] = time.time() - t0 + prepare_s
+  out["warmup_seconds_this_run"] = prepare_s
   out["max_participations"] = int(participations.max())
   return out
 

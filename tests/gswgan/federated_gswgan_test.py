@@ -217,3 +217,21 @@ def test_vmapped_users_match_sequential_users(disc_state):
                                rtol=2e-3, atol=2e-5)
   with pytest.raises(ValueError, match="user_mode"):
     federated._map_users("threads", fn)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("arg", ["emnist", "cpu", "cpu,non_iid", "smoke,fixed", "cpu,iid"])
+def test_variants_are_locked_data(arg):
+  c = fed_config.get_config(arg)
+  with pytest.raises(AttributeError):
+    c.new_field = 1
+  assert set(c.methods) == set(federated.METHODS)
+  if arg == "emnist":  # The paper's setting: real writers, ResNet generator, vmapped users.
+    assert (c.dataset, c.generator, c.user_mode, c.dp.noise_multiplier) == (
+        "fed_emnist", "resnet", "vmap", 1.07)
+  assert c.partition == ("non_iid" if "non_iid" in arg else "iid")
+
+
+def test_missing_federated_emnist_says_where_to_put_it(tmp_path):
+  c = _config("emnist", data_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="fed_emnist_digitsonly_train.h5"):
+    federated.load_users(c)
