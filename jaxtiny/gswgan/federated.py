@@ -118,8 +118,9 @@ def dp_settings(config, noise_multiplier: float, num_users: int) -> user_level.U
 
 
 def nbytes(tree: Any) -> int:
-  """Bytes of every array in a pytree (what crosses the network)."""
-  return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
+  """Bytes of every array in a pytree (what crosses the network), from the
+  arrays' shapes and dtypes (no copy to the host)."""
+  return int(sum(x.size * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
 # --- Pure user/server functions -------------------------------------------------
@@ -567,8 +568,7 @@ class FedAvgGan(_Common):
     k_users = jax.random.fold_in(jax.random.fold_in(self.root, 7), r)
     # What a user receives: both networks' weights and spectral-norm vectors
     # (optimizer states stay on the server).
-    sent = jax.device_get({"g": (g.params, g.model_state), "d": (d.params, d.model_state)})
-    down = nbytes(sent)
+    down = nbytes({"g": (g.params, g.model_state), "d": (d.params, d.model_state)})
     total = jax.tree.map(np.zeros_like, jax.device_get({"g": g.params, "d": d.params}))
     chunk = c.user_chunk
     metrics = []
