@@ -126,30 +126,6 @@ def nbytes(tree: Any) -> int:
 # --- Pure user/server functions -------------------------------------------------
 
 
-def user_critic_loss(d_params, d_stats, real_x, real_y, fake_x, fake_y, fake_w, key, *,
-                     disc, gp_weight: float, drift: float):
-  """WGAN-GP critic loss of one user: real records against received samples.
-
-  The fake term averages D(fake, fake label) over the samples with weight 1
-  (labels the user holds); the penalty uses per-pair interpolates of real and
-  received samples with the real labels.
-  """
-  batch = real_x.shape[0]
-  scores, new_stats = steps.apply_net(disc, d_params, d_stats,
-                                      jnp.concatenate([real_x, fake_x]),
-                                      jnp.concatenate([real_y, fake_y]), update_stats=True)
-  d_real, d_fake = scores[:batch], scores[batch:]
-  fake_term = jnp.sum(fake_w * d_fake) / jnp.maximum(jnp.sum(fake_w), 1.0)
-  alpha = jax.random.uniform(key, (batch, 1, 1, 1), real_x.dtype)
-  x_hat = alpha * real_x + (1.0 - alpha) * fake_x
-  grads = jax.grad(lambda x: jnp.sum(steps.apply_net(disc, d_params, new_stats, x, real_y)))(x_hat)
-  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(batch, -1)), -1) + 1e-12)
-  gp = jnp.mean(jnp.square(norms - 1.0))
-  wdist = jnp.mean(d_real) - fake_term
-  loss = -wdist + gp_weight * gp + drift * jnp.mean(jnp.square(d_real))
-  return loss, (new_stats, {"d_loss": loss, "wasserstein": wdist, "gp": gp})
-
-
 def sample_gradients(d_params, d_stats, fake_x, fake_y, fake_w, *, disc) -> jax.Array:
   """Per-sample gradients [B, ...] of the user's generator loss
   -1/B sum_i w_i D(x_i, y_i) with respect to each received sample. The
@@ -186,9 +162,9 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_mask, key, *
   fake_w = label_mask[fake_y]
   metrics = {}
   for i in range(n_critic):
-    grads, (new_stats, metrics) = jax.grad(user_critic_loss, has_aux=True)(
-        d.params, d.model_state, real_x[i], real_y[i], fake_x, fake_y, fake_w, keys[i],
-        disc=disc, gp_weight=gp_weight, drift=drift)
+    grads, (new_stats, metrics) = jax.grad(steps.critic_loss, has_aux=True)(
+        d.params, d.model_state, real_x[i], real_y[i], fake_x, keys[i], disc=disc,
+        gp_weight=gp_weight, drift=drift, fake_y=fake_y, fake_w=fake_w)
     d = d.apply_gradients(tx, grads, model_state=new_stats)
   g = sample_gradients(d.params, d.model_state, fake_x, fake_y, fake_w, disc=disc)
   upload = sanitizer.sanitize_user_upload(g, k_noise, clip_norm, noise_multiplier)

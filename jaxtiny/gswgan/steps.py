@@ -8,7 +8,6 @@ followed by one generator step (`iteration`).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -65,7 +64,8 @@ def generate(gen: nn.Module, params: Any, stats: Any, key: jax.Array,
 
 def critic_loss(d_params: Any, d_stats: Any, real_x: jax.Array, real_y: jax.Array,
                 fake_x: jax.Array, key: jax.Array, *, disc: nn.Module,
-                gp_weight: float = 10.0, drift: float = 1e-3):
+                gp_weight: float = 10.0, drift: float = 1e-3,
+                fake_y: jax.Array | None = None, fake_w: jax.Array | None = None):
   """WGAN-GP critic loss on one batch.
 
   mean D(fake) - mean D(real) + gp_weight * mean (|grad D(x_hat)| - 1)^2
@@ -73,12 +73,23 @@ def critic_loss(d_params: Any, d_stats: Any, real_x: jax.Array, real_y: jax.Arra
   scored with the real labels. Real and fake go through the critic as one
   batch (one forward pass, one spectral-norm power iteration, whose updated
   vectors are returned and also used for the penalty's forward pass).
+
+  By default the fakes are scored with the real labels (the centralized
+  algorithm generates them for those labels). A federated user scores received
+  samples with their own labels `fake_y` and averages D(fake) with per-sample
+  weights `fake_w` (1 for labels it holds records of, 0 otherwise):
+  sum_i w_i D(fake_i) / max(sum_i w_i, 1).
   """
   batch = real_x.shape[0]
   scores, new_stats = apply_net(disc, d_params, d_stats,
                                 jnp.concatenate([real_x, fake_x]),
-                                jnp.concatenate([real_y, real_y]), update_stats=True)
+                                jnp.concatenate([real_y, real_y if fake_y is None else fake_y]),
+                                update_stats=True)
   d_real, d_fake = scores[:batch], scores[batch:]
+  if fake_w is None:
+    fake_term = jnp.mean(d_fake)
+  else:
+    fake_term = jnp.sum(fake_w * d_fake) / jnp.maximum(jnp.sum(fake_w), 1.0)
   alpha = jax.random.uniform(key, (batch, 1, 1, 1), real_x.dtype)
   x_hat = alpha * real_x + (1.0 - alpha) * fake_x
   # The critic treats examples independently, so the gradient of the sum is
@@ -86,7 +97,7 @@ def critic_loss(d_params: Any, d_stats: Any, real_x: jax.Array, real_y: jax.Arra
   grads = jax.grad(lambda x: jnp.sum(apply_net(disc, d_params, new_stats, x, real_y)))(x_hat)
   norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(batch, -1)), -1) + 1e-12)
   gp = jnp.mean(jnp.square(norms - 1.0))
-  wdist = jnp.mean(d_real) - jnp.mean(d_fake)
+  wdist = jnp.mean(d_real) - fake_term
   loss = -wdist + gp_weight * gp + drift * jnp.mean(jnp.square(d_real))
   return loss, (new_stats, {"d_loss": loss, "wasserstein": wdist, "gp": gp})
 

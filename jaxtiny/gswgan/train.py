@@ -42,7 +42,6 @@ from jaxtiny.train import checkpoint
 from jaxtiny.train import distributed
 from jaxtiny.train import metrics as metrics_lib
 from jaxtiny.train import plots
-from jaxtiny.train.state import TrainState
 
 
 def make_shards(num_examples: int, num_shards: int, seed: int) -> np.ndarray:
