@@ -653,6 +653,16 @@ def _check_config(config) -> None:
       raise ValueError(f"methods contains {m!r}; use a subset of {METHODS}.")
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
+  if config.eval_suite not in ("", "fast", "full"):
+    raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
+                     "accuracy only), 'fast' (the suite's quick look) or 'full'.")
+  if config.eval_suite:
+    from jaxtiny.eval import cnn  # pylint: disable=g-import-not-at-top
+    need = cnn.cnn_config("mnist").batch_size
+    if config.num_gen_samples < need:
+      raise ValueError(f"num_gen_samples={config.num_gen_samples} is below the {need} "
+                       "samples the evaluation suite's CNN trains on per batch; raise it "
+                       "or set --config.eval_suite=''.")
   n_dev = distributed.data_mesh(config.num_devices).devices.size
   if config.user_mode == "vmap" and config.user_chunk % n_dev:
     raise ValueError(f"user_chunk={config.user_chunk} must be divisible by the {n_dev} "
@@ -691,6 +701,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results[m] = _train_method(runner, rounds)
     if config.evaluate:
       results[m]["scores"] = _scores(config, results[m]["gen_data"])
+    if config.eval_suite:
+      results[m]["eval_suite"] = _suite(config, results[m]["gen_data"])
     fileio.atomic_write_json(os.path.join(workdir, "results.json"), results)
   if len(config.methods) == 2:
     a, b = results["gswgan"], results["fedavg_gan"]
@@ -721,6 +733,37 @@ def _scores(config, gen_path: str) -> dict:
   return out
 
 
+SUITE_KEYS = ("is_mean", "fid_lenet", "label_acc", "mlp_acc", "cnn_acc", "avg_acc",
+              "calibrated_acc", "fast")
+
+
+def _suite(config, gen_path: str) -> dict:
+  """The GS-WGAN paper's evaluation suite on a method's generated set.
+
+  Classifiers trained on the generated samples, tested on the real test split
+  (MLP, CNN, the average of the scikit-learn models, and that average over
+  the real-data average), plus IS and FID; `eval_suite="fast"` is the suite's
+  documented quick look, `"full"` the paper's protocol. Written to
+  `<method>/eval/eval.json` (resumable: the CNN and the scikit-learn rows pick
+  up where an interrupted run stopped); the headline columns are returned.
+  """
+  from jaxtiny.eval import generated as generated_lib  # pylint: disable=g-import-not-at-top
+  from jaxtiny.eval import suite  # pylint: disable=g-import-not-at-top
+  gen = generated_lib.load_generated(gen_path)
+  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  out_dir = os.path.join(os.path.dirname(gen_path), "eval")
+  try:
+    record = suite.evaluate(gen, dataset, out_dir, fast=config.eval_suite == "fast",
+                            data_dir=config.data_dir or None)
+  except FileNotFoundError as e:  # No reference classifier trained yet.
+    print(f"evaluation suite skipped: {e}")
+    return {"skipped": str(e)}
+  out = {k: record[k] for k in SUITE_KEYS}
+  out["test_split"] = dataset
+  out["eval_json"] = os.path.join(out_dir, "eval.json")
+  return out
+
+
 def _fmt(x) -> str:
   if isinstance(x, str):
     return x
@@ -730,13 +773,23 @@ def _fmt(x) -> str:
 def _print_table(results: dict, methods) -> None:
   print(f"\npartition {results['partition']}, {results['users']} users, "
         f"{results['rounds']} rounds")
-  print("| method | IS | FID (LeNet) | label acc | epsilon | upload B/user/round "
-        "| download B/user/round |")
-  print("|---|---|---|---|---|---|---|")
+  suite_cols = any("eval_suite" in results[m] and "skipped" not in results[m]["eval_suite"]
+                   for m in methods)
+  head = "| method | IS | FID (LeNet) | label acc | epsilon | upload B/user/round " \
+         "| download B/user/round |"
+  if suite_cols:
+    head += " MLP | CNN | Avg | Calibrated |"
+  print(head)
+  print("|---" * (head.count("|") - 1) + "|")
   for m in methods:
     r = results[m]
     s = r.get("scores", {})
-    print(f"| {m} | {_fmt(s.get('is_mean', '-'))} | {_fmt(s.get('fid_lenet', '-'))} | "
-          f"{_fmt(s.get('label_acc', '-'))} | {_fmt(r['epsilon'])} | "
-          f"{r['upload_bytes_per_user_per_round']:.4g} | "
-          f"{r['download_bytes_per_user_per_round']:.4g} |")
+    row = (f"| {m} | {_fmt(s.get('is_mean', '-'))} | {_fmt(s.get('fid_lenet', '-'))} | "
+           f"{_fmt(s.get('label_acc', '-'))} | {_fmt(r['epsilon'])} | "
+           f"{r['upload_bytes_per_user_per_round']:.4g} | "
+           f"{r['download_bytes_per_user_per_round']:.4g} |")
+    if suite_cols:
+      e = r.get("eval_suite", {})
+      row += "".join(f" {_fmt(e.get(k, '-'))} |"
+                     for k in ("mlp_acc", "cnn_acc", "avg_acc", "calibrated_acc"))
+    print(row)

@@ -129,7 +129,8 @@ def _param_bytes(tree):
 
 def test_payloads_and_results_of_both_methods(tmp_path):
   require_prepared("mnist")
-  c = _config("smoke,non_iid,fixed")
+  c = _config("smoke,non_iid,fixed", eval_suite="fast",
+              num_gen_samples=256)  # The suite's CNN needs a batch of 128.
   res = federated.train_and_evaluate(c, str(tmp_path))
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
   assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
@@ -154,9 +155,18 @@ def test_payloads_and_results_of_both_methods(tmp_path):
                  "samples_000002.png", "samples_final.png"):
       assert (tmp_path / m / name).exists(), (m, name)
     with np.load(tmp_path / m / "gen_data.npz") as f:
-      assert f["x"].shape == (100, 28, 28, 1) and 0 <= f["x"].min() <= f["x"].max() <= 1
+      assert f["x"].shape == (256, 28, 28, 1) and 0 <= f["x"].min() <= f["x"].max() <= 1
   with np.load(tmp_path / "gswgan" / "generator.npz") as f:
     assert not any("Embed" in k or "opt_state" in k for k in f.files)
+  # The evaluation suite ran on each method's own samples (quick-look protocol).
+  for m in ("gswgan", "fedavg_gan"):
+    ev = res[m]["eval_suite"]
+    record = json.loads((tmp_path / m / "eval" / "eval.json").read_text())
+    assert record["source"] == str(tmp_path / m / "gen_data.npz")
+    assert record["n_samples"] == 256 and ev["fast"] is True
+    for k in ("mlp_acc", "cnn_acc", "avg_acc"):
+      assert 0.0 <= ev[k] <= 1.0 and ev[k] == record[k]
+    assert ev["calibrated_acc"] == pytest.approx(record["avg_acc"] / record["real_avg_acc"])
 
 
 def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
@@ -196,6 +206,11 @@ def test_bad_configs_fail_before_writing(tmp_path):
   with pytest.raises(user_level.PrivacyBudgetError, match="cannot be met"):
     federated.train_and_evaluate(_config(**{"dp.target_epsilon": 1e-4}), str(tmp_path / "b"))
   assert not (tmp_path / "b" / "config.json").exists()
+  with pytest.raises(ValueError, match="eval_suite"):
+    federated.train_and_evaluate(_config(eval_suite="paper"), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="num_gen_samples=100"):
+    federated.train_and_evaluate(_config(eval_suite="fast"), str(tmp_path / "c"))
+  assert not (tmp_path / "c").exists()
   with pytest.raises(ValueError, match="unknown option"):
     fed_config.get_config("smoke,mixed")
   with pytest.raises(ValueError, match="partition="):
