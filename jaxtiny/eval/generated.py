@@ -43,10 +43,14 @@ def _run_info(workdir: str) -> tuple[float | None, str | None, dict[str, Any]]:
     eps = entry.get("epsilon")
     epsilon = float(eps) if eps is not None else None  # "inf" parses to inf.
     accountant = entry.get("accountant")
-    for key in ("steps", "discriminators", "batch_size", "noise_multiplier", "delta"):
+    for key in ("steps", "discriminators", "batch_size", "noise_multiplier", "delta",
+                "users", "rounds", "sampling_probability"):  # The last three: federated.
       if key in entry:
         run[key] = entry[key]
   config = os.path.join(workdir, "config.json")
+  if not os.path.exists(config):
+    # A federated run keeps one config.json above its per-method directories.
+    config = os.path.join(os.path.dirname(os.path.abspath(workdir)), "config.json")
   if os.path.exists(config):
     with open(config) as f:
       cfg = json.load(f)

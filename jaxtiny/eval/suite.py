@@ -196,7 +196,7 @@ def markdown_header() -> str:
 
 def _run_scale(run: dict) -> str:
   keys = (("generator", ""), ("discriminators", "K="), ("steps", "T="),
-          ("noise_multiplier", "sigma="))
+          ("users", "users="), ("rounds", "rounds="), ("noise_multiplier", "sigma="))
   return ", ".join(f"{p}{run[k]}" for k, p in keys if k in run)
 
 

@@ -33,6 +33,22 @@ def test_reads_workdir_with_ledger_and_plain_npz(tmp_path):
   assert generated.load_generated(str(tmp_path)).epsilon == float("inf")
 
 
+def test_reads_a_federated_method_directory(tmp_path):
+  # experiments.gswgan_federated: <workdir>/config.json, <workdir>/<method>/{gen_data.npz,
+  # privacy.json}; the user-level ledger names users and rounds instead of K and T.
+  method = tmp_path / "gswgan"
+  method.mkdir()
+  _write(method / "gen_data.npz", x=np.zeros((10, 28, 28), np.float32), y=np.arange(10))
+  (method / "privacy.json").write_text(json.dumps(
+      {"accountant": "user_level", "epsilon": 236.4, "users": 20, "rounds": 1000,
+       "sampling_probability": 0.1, "noise_multiplier": 0.5}))
+  (tmp_path / "config.json").write_text(json.dumps({"generator": "dcgan", "dataset": "mnist"}))
+  g = generated.load_generated(str(method))
+  assert g.epsilon == 236.4 and g.accountant == "user_level"
+  assert g.run == {"users": 20, "rounds": 1000, "sampling_probability": 0.1,
+                   "noise_multiplier": 0.5, "generator": "dcgan", "dataset": "mnist"}
+
+
 @pytest.mark.parametrize("arrays, message", [
     (dict(images=np.zeros((4, 28, 28)), labels=np.zeros(4, int)), "not 'x' and 'y'"),
     (dict(x=np.zeros((4, 32, 32, 1)), y=np.zeros(4, int)), r"'x' has shape \(4, 32, 32, 1\)"),
