@@ -7,6 +7,9 @@
   # Many runs into one Markdown table, and a privacy-utility curve:
   python -m experiments.evaluate --table runs/*
   python -m experiments.evaluate --curve=curve.png runs/*
+  # Federated workdirs (per-method eval/ folders; GS-WGAN and DP-FedAvg-GAN
+  # are separate series of the curve):
+  python -m experiments.evaluate --curve=fed.png runs/gswgan_fed_*
 
 Columns, in the paper's order: IS (reference LeNet, 60,000 samples, 10
 splits), FID (LeNet features; 20,000 samples vs the real training set), the
@@ -81,11 +84,13 @@ def _curve(path: str, paths: list[str]) -> None:
            if r.get("epsilon") not in (None, "inf")]
   if not found:
     raise app.UsageError(f"no private runs (eval.json with a finite epsilon) under {paths}.")
-  eps = [float(r["epsilon"]) for _, r in found]
-  plots.save_xy_panels(path, {
-      "CNN accuracy": {"GS-WGAN": (eps, [r["cnn_acc"] for _, r in found])},
-      "Inception Score (LeNet)": {"GS-WGAN": (eps, [r["is_mean"] for _, r in found])},
-  }, xlabel="epsilon", logx=True, title="privacy-utility")
+  panels = {"CNN accuracy": {}, "Inception Score (LeNet)": {}}
+  for method in sorted({suite.method_of(r) for _, r in found}, reverse=True):
+    rows = [(float(r["epsilon"]), r) for _, r in found if suite.method_of(r) == method]
+    eps = [e for e, _ in rows]
+    panels["CNN accuracy"][method] = (eps, [r["cnn_acc"] for _, r in rows])
+    panels["Inception Score (LeNet)"][method] = (eps, [r["is_mean"] for _, r in rows])
+  plots.save_xy_panels(path, panels, xlabel="epsilon", logx=True, title="privacy-utility")
   print(f"wrote {path} ({len(found)} runs)")
 
 

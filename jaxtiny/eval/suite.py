@@ -215,14 +215,36 @@ def markdown_row(record: dict, name: str) -> str:
 
 
 def collect(paths: list[str]) -> list[tuple[str, dict]]:
-  """(name, eval.json record) for every path (a run dir, or a folder of runs)."""
+  """(name, eval.json record) for every path: a run dir, a folder of runs, or a
+  federated workdir (its per-method `<method>/eval/eval.json`, named
+  `<workdir>/<method>`)."""
   found = []
+
+  def record_in(d: str) -> Optional[str]:
+    for f in (os.path.join(d, "eval.json"), os.path.join(d, "eval", "eval.json")):
+      if os.path.exists(f):
+        return f
+    return None
+
+  def name_of(d: str, f: str) -> str:
+    d = os.path.normpath(d)
+    if f.endswith(os.path.join("eval", "eval.json")) and os.path.basename(d) != "eval":
+      return f"{os.path.basename(os.path.dirname(d))}/{os.path.basename(d)}"
+    return os.path.basename(d)
+
   for p in paths:
-    candidates = [p] if os.path.exists(os.path.join(p, "eval.json")) else sorted(
+    direct = record_in(p)
+    candidates = [p] if direct else sorted(
         os.path.join(p, d) for d in (os.listdir(p) if os.path.isdir(p) else []))
     for c in candidates:
-      f = os.path.join(c, "eval.json")
-      if os.path.exists(f):
+      f = record_in(c)
+      if f:
         with open(f) as fh:
-          found.append((os.path.basename(os.path.normpath(c)), json.load(fh)))
+          found.append((name_of(c, f), json.load(fh)))
   return found
+
+
+def method_of(record: dict) -> str:
+  """The series a record belongs to in a privacy-utility plot."""
+  method_dir = os.path.basename(os.path.dirname(record.get("source", "")))
+  return "DP-FedAvg-GAN" if method_dir == "fedavg_gan" else "GS-WGAN"

@@ -49,6 +49,24 @@ def test_table_and_curve_from_run_folders(tmp_path):
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 runs" in out.stdout
 
 
+def test_table_and_curve_from_federated_workdirs(tmp_path):
+  # experiments.gswgan_federated writes <workdir>/<method>/eval/eval.json.
+  for wd, eps_gs, eps_fa in (("fed_a", 236.0, 236.0), ("fed_b", 30000.0, 5.5e6)):
+    for method, eps in (("gswgan", eps_gs), ("fedavg_gan", eps_fa)):
+      d = tmp_path / wd / method / "eval"
+      d.mkdir(parents=True)
+      rec = _record(eps, 0.5, 3.0)
+      rec["source"] = str(tmp_path / wd / method / "gen_data.npz")
+      (d / "eval.json").write_text(json.dumps(rec))
+  found = suite.collect([str(tmp_path / "fed_a"), str(tmp_path / "fed_b" / "gswgan")])
+  assert [n for n, _ in found] == ["fed_a/fedavg_gan", "fed_a/gswgan", "fed_b/gswgan"]
+  assert [suite.method_of(r) for _, r in found] == ["DP-FedAvg-GAN", "GS-WGAN", "GS-WGAN"]
+  png = tmp_path / "curve.png"
+  out = run_python(["-m", "experiments.evaluate", f"--curve={png}", str(tmp_path / "fed_a"),
+                    str(tmp_path / "fed_b")])
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "4 runs" in out.stdout
+
+
 def test_cli_reports_bad_input_clearly(tmp_path):
   np.savez(tmp_path / "bad.npz", images=np.zeros((3, 28, 28)))
   out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'bad.npz'}",
