@@ -246,6 +246,17 @@ def test_variants_are_locked_data(arg):
   assert c.partition == ("non_iid" if "non_iid" in arg else "iid")
 
 
+@pytest.mark.parametrize("arg,users,want_gs,want_fedavg", [
+    ("cpu", 20, 3.02e4, 5.47e6),     # The epsilons the config's docstring states.
+    ("emnist", 3383, 14.1, 9.99e6),  # The baseline at the paper's reported epsilon.
+])
+def test_variant_noise_gives_the_documented_epsilons(arg, users, want_gs, want_fedavg):
+  c = fed_config.get_config(arg)
+  for sigma, want in ((c.dp.noise_multiplier, want_gs), (c.fedavg.noise_multiplier, want_fedavg)):
+    s = user_level.UserDpSettings(sigma, users, "poisson", c.sampling_rate, delta=c.dp.delta)
+    assert user_level.compute_epsilon(s, c.rounds) == pytest.approx(want, rel=0.01)
+
+
 def test_missing_federated_emnist_says_where_to_put_it(tmp_path):
   c = _config("emnist", data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="fed_emnist_digitsonly_train.h5"):
