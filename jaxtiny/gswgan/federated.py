@@ -749,7 +749,8 @@ def _suite(config, gen_path: str) -> dict:
   """
   from jaxtiny.eval import generated as generated_lib  # pylint: disable=g-import-not-at-top
   from jaxtiny.eval import suite  # pylint: disable=g-import-not-at-top
-  gen = generated_lib.load_generated(gen_path)
+  # The method's directory, so that the record carries its ledger's epsilon.
+  gen = generated_lib.load_generated(os.path.dirname(gen_path))
   dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
   out_dir = os.path.join(os.path.dirname(gen_path), "eval")
   try:

@@ -164,6 +164,8 @@ def test_payloads_and_results_of_both_methods(tmp_path):
     record = json.loads((tmp_path / m / "eval" / "eval.json").read_text())
     assert record["source"] == str(tmp_path / m / "gen_data.npz")
     assert record["n_samples"] == 256 and ev["fast"] is True
+    assert record["epsilon"] == res[m]["epsilon"] and record["accountant"] == "user_level"
+    assert record["run"]["users"] == 6 and record["run"]["generator"] == "dcgan"
     for k in ("mlp_acc", "cnn_acc", "avg_acc"):
       assert 0.0 <= ev[k] <= 1.0 and ev[k] == record[k]
     assert ev["calibrated_acc"] == pytest.approx(record["avg_acc"] / record["real_avg_acc"])
@@ -255,6 +257,37 @@ def test_variant_noise_gives_the_documented_epsilons(arg, users, want_gs, want_f
   for sigma, want in ((c.dp.noise_multiplier, want_gs), (c.fedavg.noise_multiplier, want_fedavg)):
     s = user_level.UserDpSettings(sigma, users, "poisson", c.sampling_rate, delta=c.dp.delta)
     assert user_level.compute_epsilon(s, c.rounds) == pytest.approx(want, rel=0.01)
+
+
+def test_federated_emnist_writers_train_end_to_end_with_vmapped_users(tmp_path):
+  # The `emnist` variant's path on a small TFF-layout file the test writes: one
+  # user per writer, users vmapped in chunks (the accelerator code path).
+  import h5py  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  (tmp_path / "fed_emnist").mkdir()
+  sizes = (12, 3, 20, 7, 9, 15)
+  with h5py.File(tmp_path / "fed_emnist" / "fed_emnist_digitsonly_train.h5", "w") as f:
+    ex = f.create_group("examples")
+    for i, n in enumerate(sizes):
+      g = ex.create_group(f"f{i:04d}_00")
+      ink = np.zeros((n, 28, 28), np.float32)
+      ink[:, 6:22, 10:18] = rng.uniform(0.2, 1.0, (n, 16, 8))
+      g.create_dataset("pixels", data=1.0 - ink)  # TFF: dark ink on white.
+      g.create_dataset("label", data=rng.integers(0, 10, n).astype(np.int32))
+  c = _config("emnist", data_dir=str(tmp_path), user_mode="vmap", user_chunk=2,
+              generator="dcgan", sampling_rate=0.5, rounds=2, batch_size=4, n_critic=1,
+              user_warmup_iterations=1, checkpoint_every_rounds=1, sample_every_rounds=1,
+              log_every_rounds=1, num_gen_samples=20, evaluate=False, eval_suite="",
+              bank_cache_mb=64)
+  res = federated.train_and_evaluate(c, str(tmp_path / "run"))
+  assert res["partition"] == "fed_emnist" and res["users"] == len(sizes)
+  part = json.loads((tmp_path / "run" / "results.json").read_text())["partition_stats"]
+  assert part["records"] == sum(sizes) and part["size_min"] == 3
+  for m in ("gswgan", "fedavg_gan"):
+    assert math.isfinite(res[m]["epsilon"]) and res[m]["epsilon"] > 0
+    with np.load(tmp_path / "run" / m / "gen_data.npz") as g:
+      assert g["x"].shape == (20, 28, 28, 1) and np.isfinite(g["x"]).all()
+  assert res["gswgan"]["upload_bytes_per_user_per_round"] == 4 * 784 * 4
 
 
 def test_missing_federated_emnist_says_where_to_put_it(tmp_path):
