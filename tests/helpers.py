@@ -46,3 +46,22 @@ def shared_mcunet_dir() -> str:
   if os.environ.get("CI"):
     pytest.fail(message)
   pytest.skip(message)
+
+
+def train_quick_classifier(workdir: str) -> str:
+  """A small MNIST LeNet (12,000 images, 3 epochs, ~95 % test accuracy) for
+  tests that score generated samples; returns its classifier.npz path."""
+  from experiments.configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
+  from jaxtiny.classifier import train  # pylint: disable=g-import-not-at-top
+  require_prepared("mnist")
+  config = classifier_config.get_config("smoke")
+  with config.unlocked():
+    config.num_train_examples = 12000
+    config.num_epochs = 3
+    config.num_test_examples = 1000
+    config.model.conv_features = (8, 16)
+    config.model.hidden = 64
+    config.batch_size = 64
+  result = train.train_and_evaluate(config, workdir)
+  assert result["test_accuracy"] > 0.9
+  return os.path.join(workdir, "classifier.npz")

@@ -91,6 +91,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.evaluate = True                 # IS / FID / label accuracy of each generator.
   c.eval_samples = 10000
   c.eval_suite = "fast"             # The paper's suite (MLP / CNN / Avg): "", "fast", "full".
+  c.eval_classifier = ""            # Reference LeNet; "" = <data_dir>/classifiers/<dataset>.npz.
   c.progress_interval_s = 10.0
 
   if variant == "emnist":

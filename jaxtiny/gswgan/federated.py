@@ -725,7 +725,8 @@ def _scores(config, gen_path: str) -> dict:
   dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
   try:
     out = scores.sample_quality(gen, dataset, config.data_dir or None, is_samples=n,
-                                fid_samples=n, log=lambda s: None)
+                                fid_samples=n, classifier_path=config.eval_classifier or None,
+                                log=lambda s: None)
   except FileNotFoundError as e:  # No reference classifier trained yet.
     print(f"scores skipped: {e}")
     return {"skipped": str(e)}
@@ -755,7 +756,8 @@ def _suite(config, gen_path: str) -> dict:
   out_dir = os.path.join(os.path.dirname(gen_path), "eval")
   try:
     record = suite.evaluate(gen, dataset, out_dir, fast=config.eval_suite == "fast",
-                            data_dir=config.data_dir or None)
+                            data_dir=config.data_dir or None,
+                            classifier_path=config.eval_classifier or None)
   except FileNotFoundError as e:  # No reference classifier trained yet.
     print(f"evaluation suite skipped: {e}")
     return {"skipped": str(e)}

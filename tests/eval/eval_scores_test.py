@@ -5,30 +5,16 @@ import os
 import numpy as np
 import pytest
 
-from experiments.configs import classifier as classifier_config
 from helpers import require_prepared
+from helpers import train_quick_classifier
 from jaxtiny import data
-from jaxtiny.classifier import train
 from jaxtiny.eval import generated
 from jaxtiny.eval import scores
 
 
 @pytest.fixture(scope="module")
 def quick_classifier(tmp_path_factory):
-  """A small LeNet on 12,000 MNIST images, 3 epochs (~95 % test accuracy)."""
-  require_prepared("mnist")
-  config = classifier_config.get_config("smoke")
-  with config.unlocked():
-    config.num_train_examples = 12000
-    config.num_epochs = 3
-    config.num_test_examples = 1000
-    config.model.conv_features = (8, 16)
-    config.model.hidden = 64
-    config.batch_size = 64
-  workdir = str(tmp_path_factory.mktemp("clf"))
-  result = train.train_and_evaluate(config, workdir)
-  assert result["test_accuracy"] > 0.9
-  return os.path.join(workdir, "classifier.npz")
+  return train_quick_classifier(str(tmp_path_factory.mktemp("clf")))
 
 
 def _as_set(x, y, tmp_path, name):

@@ -11,6 +11,7 @@ import pytest
 
 from experiments.configs import gswgan_federated as fed_config
 from helpers import require_prepared
+from helpers import train_quick_classifier
 from jaxtiny.gswgan import federated
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
@@ -129,7 +130,8 @@ def _param_bytes(tree):
 
 def test_payloads_and_results_of_both_methods(tmp_path):
   require_prepared("mnist")
-  c = _config("smoke,non_iid,fixed", eval_suite="fast",
+  clf = train_quick_classifier(str(tmp_path / "clf"))
+  c = _config("smoke,non_iid,fixed", eval_suite="fast", eval_classifier=clf,
               num_gen_samples=256)  # The suite's CNN needs a batch of 128.
   res = federated.train_and_evaluate(c, str(tmp_path))
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
