@@ -94,6 +94,25 @@ def load_users(config) -> tuple[np.ndarray, np.ndarray, fed_data.Partition]:
   return x, y, part
 
 
+def label_weights(user_labels: np.ndarray, mode: str) -> np.ndarray:
+  """Per-label weights [num_classes] a user gives the samples it receives.
+
+  "held": 1 for every label the user holds at least one record of, 0 otherwise.
+  "frequency": min(1, K * share of the user's records with that label), so a
+  user whose records are balanced weighs every label 1 and a non-IID user
+  weighs a label it holds a handful of records of by how much of it it holds.
+  Computed on the user's device; the weights are at most 1 and the clip comes
+  after them, so the upload bound is the same in both modes.
+  """
+  counts = np.bincount(user_labels, minlength=models.NUM_CLASSES).astype(np.float64)
+  if mode == "held":
+    return (counts > 0).astype(np.float32)
+  if mode == "frequency":
+    share = counts / max(counts.sum(), 1.0)
+    return np.minimum(1.0, models.NUM_CLASSES * share).astype(np.float32)
+  raise ValueError(f"label_weighting={mode!r}; use 'held' or 'frequency'.")
+
+
 def user_batches(records: np.ndarray, num: int, batch_size: int,
                  rng: np.random.Generator) -> np.ndarray:
   """`num` batches of record indices [num, B] from one user: without
@@ -139,7 +158,7 @@ def sample_gradients(d_params, d_stats, fake_x, fake_y, fake_w, *, disc) -> jax.
   return jax.grad(loss)(fake_x)
 
 
-def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_mask, key, *, disc,
+def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_weights, key, *, disc,
                tx, gp_weight: float, drift: float, clip_norm: float,
                noise_multiplier: float):
   """Everything one sampled GS-WGAN user does in a round, on its device.
@@ -149,7 +168,9 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_mask, key, *
     real_x, real_y: [n_critic, B, 28, 28, 1] float images and [n_critic, B]
       labels from the user's own records.
     fake_x, fake_y: the received samples [B, 28, 28, 1] and labels [B].
-    label_mask: [num_classes] float, 1 for labels the user holds records of.
+    label_weights: [num_classes] float in [0, 1], the weight of a received
+      sample of each label (0 for labels the user holds no record of); see
+      `label_weights`.
     key: the user's randomness this round.
     clip_norm: per-sample bound c (C/B); the upload's norm bound is sqrt(B) c.
     noise_multiplier: sigma; noise std sigma * sqrt(B) * c per coordinate.
@@ -159,7 +180,7 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_mask, key, *
   """
   n_critic = real_x.shape[0]
   k_noise, *keys = jax.random.split(key, n_critic + 1)
-  fake_w = label_mask[fake_y]
+  fake_w = label_weights[fake_y]
   metrics = {}
   for i in range(n_critic):
     grads, (new_stats, metrics) = jax.grad(steps.critic_loss, has_aux=True)(
@@ -286,9 +307,8 @@ class _Common:
     rng = np.random.default_rng([self.config.seed, stream, u, r])
     return user_batches(self.part.user(u), num, self.config.batch_size, rng)
 
-  def label_mask(self, u: int) -> np.ndarray:
-    counts = np.bincount(self.labels[self.part.user(u)], minlength=models.NUM_CLASSES)
-    return (counts > 0).astype(np.float32)
+  def label_weights(self, u: int) -> np.ndarray:
+    return label_weights(self.labels[self.part.user(u)], self.config.label_weighting)
 
   def save_grid(self, path, params, stats, key):
     fn = _generate_fn(self.config.generator)
@@ -447,7 +467,7 @@ class GsWganFederated(_Common):
           self.payload += [sent_x.nbytes + sent_y.nbytes, 0, 1, 0]
         idx = self.real_batches(u, r, c.n_critic)
         arg_list.append((self.user_disc(u), self._float(idx), self.labels[idx], sent_x,
-                         sent_y.astype(np.int32), self.label_mask(u),
+                         sent_y.astype(np.int32), self.label_weights(u),
                          jax.random.fold_in(k_users, u)))
       outs = self.user_fn(arg_list)
       for i, u in enumerate(ids):
@@ -653,6 +673,7 @@ def _check_config(config) -> None:
       raise ValueError(f"methods contains {m!r}; use a subset of {METHODS}.")
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
+  label_weights(np.zeros(1, np.int64), config.label_weighting)  # Rejects unknown modes.
   if config.eval_suite not in ("", "fast", "full"):
     raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
                      "accuracy only), 'fast' (the suite's quick look) or 'full'.")

@@ -80,6 +80,20 @@ def test_samples_of_labels_the_user_lacks_carry_no_signal(disc_state):
   assert np.all(np.asarray(sanitizer.per_example_norms(up))[~lacking] > 0)
 
 
+def test_label_weights_held_and_frequency():
+  iid = np.repeat(np.arange(10), 30)
+  skewed = np.concatenate([np.zeros(90, int), np.ones(90, int), np.full(18, 2), [3, 3]])
+  np.testing.assert_array_equal(federated.label_weights(iid, "held"), np.ones(10))
+  np.testing.assert_array_equal(federated.label_weights(iid, "frequency"), np.ones(10))
+  held = federated.label_weights(skewed, "held")
+  np.testing.assert_array_equal(held, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+  freq = federated.label_weights(skewed, "frequency")
+  np.testing.assert_allclose(freq, [1, 1, 10 * 18 / 200, 10 * 2 / 200, 0, 0, 0, 0, 0, 0],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="label_weighting"):
+    federated.label_weights(iid, "share")
+
+
 def test_sample_gradients_equal_the_vmap_reference(disc_state):
   _, _, fake_x, fake_y = _user_inputs(10)
   w = jnp.asarray([1.0, 0.0] * (B // 2))
@@ -212,6 +226,8 @@ def test_bad_configs_fail_before_writing(tmp_path):
   assert not (tmp_path / "b" / "config.json").exists()
   with pytest.raises(ValueError, match="eval_suite"):
     federated.train_and_evaluate(_config(eval_suite="paper"), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="label_weighting"):
+    federated.train_and_evaluate(_config(label_weighting="share"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="num_gen_samples=100"):
     federated.train_and_evaluate(_config(eval_suite="fast"), str(tmp_path / "c"))
   assert not (tmp_path / "c").exists()
