@@ -1,6 +1,7 @@
 """Benchmark: one GS-WGAN iteration (n_critic critic steps + 1 generator step).
 
   python -m bench.gswgan_step [--generators=dcgan,resnet] [--iters=5] [--chunk=4]
+  On a GPU: --torch_device=cuda --devices= --nounrolled [--warm_generator=resnet]
 
 Prints, measured in the same process:
   1. JAX vs PyTorch per-iteration time (B=32, 5 critic steps, WGAN-GP, spectral
@@ -42,6 +43,12 @@ _CHUNK = flags.DEFINE_integer("chunk", 4, "Discriminators per warm-start chunk."
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorch baseline.")
 _DEVICES = flags.DEFINE_list("devices", ["1", "2"],
                              "Simulated CPU device counts for the sharded warm-start chunk.")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu",
+                                    "Device of the PyTorch baseline ('cpu' or 'cuda').")
+_UNROLLED = flags.DEFINE_bool("unrolled", True, "Also time the unrolled warm-start chunk "
+                              "(its compile time grows with --chunk).")
+_WARM_GENERATOR = flags.DEFINE_string("warm_generator", "dcgan",
+                                      "Throw-away generator of the warm-start chunk.")
 _SHARDED_ONLY = flags.DEFINE_integer(
     "sharded_only", 0, "Internal: time only the vmapped chunk sharded over this "
     "many devices and print the ms.")
@@ -85,8 +92,8 @@ def jax_times(generator: str, iters: int) -> dict[str, float]:
   return out
 
 
-def _warm_setup(chunk: int):
-  gen, disc = models.DCGANGenerator(), models.Discriminator()
+def _warm_setup(chunk: int, generator: str = "dcgan"):
+  gen, disc = models.make_generator(generator), models.Discriminator()
   tx = steps.make_optimizer()
   warm = functools.partial(steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx,
                            num_classes=10, clip_norm=1.0 / B, noise_multiplier=0.0,
@@ -104,8 +111,9 @@ def _stack(xs):
   return jax.tree.map(lambda *a: jnp.stack(a), *xs)
 
 
-def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
-  warm, gs, ds, x, y, keys = _warm_setup(chunk)
+def warmstart_times(chunk: int, iters: int, generator: str = "dcgan",
+                    unrolled: bool = True) -> dict[str, float]:
+  warm, gs, ds, x, y, keys = _warm_setup(chunk, generator)
   g, d = _stack(gs), _stack(ds)
   vm = jax.jit(jax.vmap(warm))
   single = jax.jit(warm)
@@ -115,8 +123,10 @@ def warmstart_times(chunk: int, iters: int) -> dict[str, float]:
       iters, 2)
 
   # The "unrolled" warm-up mode: one program, no grouped convs.
-  un = jax.jit(functools.partial(train.map_members, warm))
-  t_un = _best(lambda: jax.block_until_ready(un(g, g.params, d, x, y, keys)), iters, 2)
+  t_un = float("nan")
+  if unrolled:
+    un = jax.jit(functools.partial(train.map_members, warm))
+    t_un = _best(lambda: jax.block_until_ready(un(g, g.params, d, x, y, keys)), iters, 2)
   return {"vmap": t_vmap, "sequential": t_seq, "unrolled": t_un}
 
 
@@ -144,7 +154,7 @@ def _sharded_in_subprocess(chunk: int, iters: int, num_devices: int) -> float | 
 
 # ----------------------------------------------------------------- PyTorch --
 
-def torch_iteration_ms(generator: str, iters: int):
+def torch_iteration_ms(generator: str, iters: int, device: str = "cpu"):
   try:
     import torch  # pylint: disable=g-import-not-at-top
     from torch import nn  # pylint: disable=g-import-not-at-top
@@ -209,12 +219,14 @@ def torch_iteration_ms(generator: str, iters: int):
       h = h.flatten(1)
       return self.fc(h)[:, 0] + (self.embed(y) * h).sum(1)
 
-  G = DCGAN() if generator == "dcgan" else ResNet()
-  D = Disc()
+  dev = torch.device(device)
+  G = (DCGAN() if generator == "dcgan" else ResNet()).to(dev)
+  D = Disc().to(dev)
   opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.9))
   opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.9))
-  xs = torch.rand(N_CRITIC, B, 1, 28, 28)
-  ys = torch.randint(0, 10, (N_CRITIC, B))
+  xs = torch.rand(N_CRITIC, B, 1, 28, 28, device=dev)
+  ys = torch.randint(0, 10, (N_CRITIC, B), device=dev)
+  half = lambda n: torch.full((n, 10), 0.5, device=dev)
   sigma, bound = 1.07, 1.0 / B
 
   def sanitize_hook(grad):
@@ -226,13 +238,13 @@ def torch_iteration_ms(generator: str, iters: int):
     # Same algorithm as the JAX step: one G call for the critic phase's fakes,
     # real and fake scored in one critic forward pass.
     with torch.no_grad():
-      fakes = G(torch.bernoulli(torch.full((N_CRITIC * B, 10), 0.5)), ys.reshape(-1))
+      fakes = G(torch.bernoulli(half(N_CRITIC * B)), ys.reshape(-1))
     for i in range(N_CRITIC):
       real, y, fake = xs[i], ys[i], fakes[i * B:(i + 1) * B]
       opt_d.zero_grad(set_to_none=True)
       scores = D(torch.cat([real, fake]), torch.cat([y, y]))
       d_real, d_fake = scores[:B], scores[B:]
-      a = torch.rand(B, 1, 1, 1)
+      a = torch.rand(B, 1, 1, 1, device=dev)
       x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
       grad = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)[0]
       gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -240,11 +252,13 @@ def torch_iteration_ms(generator: str, iters: int):
       loss.backward()
       opt_d.step()
     opt_g.zero_grad(set_to_none=True)
-    y = torch.randint(0, 10, (B,))
-    fake = G(torch.bernoulli(torch.full((B, 10), 0.5)), y)
+    y = torch.randint(0, 10, (B,), device=dev)
+    fake = G(torch.bernoulli(half(B)), y)
     fake.register_hook(sanitize_hook)
     (-D(fake, y).mean()).backward()
     opt_g.step()
+    if dev.type == "cuda":
+      torch.cuda.synchronize()
 
   return _best(iteration, iters)
 
@@ -261,13 +275,15 @@ def main(argv):
   print("|" + "|".join("-" * w for w in (11, 10, 10, 8, 9, 9, 12)) + "|")
   for name in _GENERATORS.value:
     j = jax_times(name, _ITERS.value)
-    t = torch_iteration_ms(name, _ITERS.value) if _TORCH.value else None
+    t = torch_iteration_ms(name, _ITERS.value, _TORCH_DEVICE.value) if _TORCH.value else None
     ratio = f"{j['iteration'] / t:6.2f}" if t else "   n/a"
     print(f"| {name:9s} | {j['iteration']:8.0f} | {t if t else float('nan'):8.0f} | {ratio} | "
           f"{j['gen_private']:7.1f} | {j['gen_plain']:7.1f} | "
           f"{j['gen_private'] / j['gen_plain']:10.2f} |", flush=True)
-  w = warmstart_times(_CHUNK.value, max(1, _ITERS.value // 2))
-  print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} DCGAN pairs, ms per chunk iteration:")
+  w = warmstart_times(_CHUNK.value, max(1, _ITERS.value // 2), _WARM_GENERATOR.value,
+                      _UNROLLED.value)
+  print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} {_WARM_GENERATOR.value} pairs, "
+        "ms per chunk iteration:")
   print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
         f"unrolled {w['unrolled']:.0f} | throughput vs sequential: vmap "
         f"{w['sequential'] / w['vmap']:.2f}x, unrolled {w['sequential'] / w['unrolled']:.2f}x |")

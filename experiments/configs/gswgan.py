@@ -56,7 +56,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.ema_decay = 0.999             # Cap of the released generator's EMA decay.
   c.warmup_iterations = 2000      # Stage-1 iterations per discriminator.
   c.warmup_chunk = 50             # Discriminators trained per call.
-  c.warmup_mode = "vmap"          # "vmap" (accelerators), "sequential" or "unrolled" (CPU).
+  # "vmap" (stacked chunk, shards over devices), "sequential" (one pair at a
+  # time; CPU, and measured faster per pair on one H100 -- BUILD_NOTES) or
+  # "unrolled" (one program holding every pair's step).
+  c.warmup_mode = "vmap"
   c.num_devices = 0               # Devices the warm-start chunk is sharded over.
   c.bank_cache_mb = 4096
   c.log_every_steps = 100
