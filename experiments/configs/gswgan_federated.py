@@ -74,8 +74,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
 
   # Performance-only settings.
   c.user_warmup_iterations = 25     # Local stage 1 per user (GS-WGAN; nothing is sent).
-  c.label_weighting = "held"        # Weight of received samples per label: "held" or
-                                    # "frequency" (see federated.label_weights).
+  c.label_weighting = "held"        # Weight of received samples per label: "held",
+                                    # "frequency" or "importance" (federated.label_weights).
   c.n_critic = 5
   c.gp_weight = 10.0
   c.drift = 1e-3

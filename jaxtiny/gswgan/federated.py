@@ -94,6 +94,9 @@ def load_users(config) -> tuple[np.ndarray, np.ndarray, fed_data.Partition]:
   return x, y, part
 
 
+LABEL_WEIGHTINGS = ("held", "frequency", "importance")
+
+
 def label_weights(user_labels: np.ndarray, mode: str) -> np.ndarray:
   """Per-label weights [num_classes] a user gives the samples it receives.
 
@@ -101,16 +104,25 @@ def label_weights(user_labels: np.ndarray, mode: str) -> np.ndarray:
   "frequency": min(1, K * share of the user's records with that label), so a
   user whose records are balanced weighs every label 1 and a non-IID user
   weighs a label it holds a handful of records of by how much of it it holds.
-  Computed on the user's device; the weights are at most 1 and the clip comes
-  after them, so the upload bound is the same in both modes.
+  "importance": K * share, uncapped: the importance weight that turns the
+  uniform labels the server sends into the user's own label distribution, so
+  in the critic's weighted mean over fakes every label counts exactly as
+  often as among the user's records and the critic cannot tell real from
+  fake by the label alone (with "held", a skewed user's critic meets its
+  minority labels mostly on fakes and learns "this label means fake").
+  Computed on the user's device. Each sample's gradient is clipped after its
+  weight is applied (`user_round`), so the upload bound is the same in every
+  mode, weights above 1 included.
   """
+  if mode not in LABEL_WEIGHTINGS:
+    raise ValueError(f"label_weighting={mode!r}; use one of {', '.join(LABEL_WEIGHTINGS)}.")
   counts = np.bincount(user_labels, minlength=models.NUM_CLASSES).astype(np.float64)
   if mode == "held":
     return (counts > 0).astype(np.float32)
+  share = counts / max(counts.sum(), 1.0)
   if mode == "frequency":
-    share = counts / max(counts.sum(), 1.0)
     return np.minimum(1.0, models.NUM_CLASSES * share).astype(np.float32)
-  raise ValueError(f"label_weighting={mode!r}; use 'held' or 'frequency'.")
+  return (models.NUM_CLASSES * share).astype(np.float32)
 
 
 def user_batches(records: np.ndarray, num: int, batch_size: int,
@@ -168,9 +180,9 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_weights, key
     real_x, real_y: [n_critic, B, 28, 28, 1] float images and [n_critic, B]
       labels from the user's own records.
     fake_x, fake_y: the received samples [B, 28, 28, 1] and labels [B].
-    label_weights: [num_classes] float in [0, 1], the weight of a received
-      sample of each label (0 for labels the user holds no record of); see
-      `label_weights`.
+    label_weights: [num_classes] float >= 0, the weight of a received
+      sample of each label (0 for labels the user holds no record of), in the
+      critic's mean over fakes and in the generator loss; see `label_weights`.
     key: the user's randomness this round.
     clip_norm: per-sample bound c (C/B); the upload's norm bound is sqrt(B) c.
     noise_multiplier: sigma; noise std sigma * sqrt(B) * c per coordinate.
@@ -673,7 +685,9 @@ def _check_config(config) -> None:
       raise ValueError(f"methods contains {m!r}; use a subset of {METHODS}.")
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
-  label_weights(np.zeros(1, np.int64), config.label_weighting)  # Rejects unknown modes.
+  if config.label_weighting not in LABEL_WEIGHTINGS:
+    raise ValueError(f"label_weighting={config.label_weighting!r}; use one of "
+                     f"{', '.join(LABEL_WEIGHTINGS)}.")
   if config.eval_suite not in ("", "fast", "full"):
     raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
                      "accuracy only), 'fast' (the suite's quick look) or 'full'.")

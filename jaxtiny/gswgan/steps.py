@@ -77,7 +77,7 @@ def critic_loss(d_params: Any, d_stats: Any, real_x: jax.Array, real_y: jax.Arra
   By default the fakes are scored with the real labels (the centralized
   algorithm generates them for those labels). A federated user scores received
   samples with their own labels `fake_y` and averages D(fake) with per-sample
-  weights `fake_w` (1 for labels it holds records of, 0 otherwise):
+  weights `fake_w` >= 0 (e.g. 0 for labels it holds no records of):
   sum_i w_i D(fake_i) / max(sum_i w_i, 1).
   """
   batch = real_x.shape[0]

@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 import pytest
 
 from experiments.configs import gswgan_federated as fed_config
@@ -90,8 +91,50 @@ def test_label_weights_held_and_frequency():
   freq = federated.label_weights(skewed, "frequency")
   np.testing.assert_allclose(freq, [1, 1, 10 * 18 / 200, 10 * 2 / 200, 0, 0, 0, 0, 0, 0],
                              rtol=1e-6)
+  imp = federated.label_weights(skewed, "importance")
+  np.testing.assert_allclose(imp, [4.5, 4.5, 0.9, 0.1, 0, 0, 0, 0, 0, 0], rtol=1e-6)
+  np.testing.assert_allclose(federated.label_weights(iid, "importance"), np.ones(10))
   with pytest.raises(ValueError, match="label_weighting"):
     federated.label_weights(iid, "share")
+
+
+class _LabelOnlyCritic(nn.Module):
+  """A critic that scores by the label alone: D(x, y) = a_y."""
+
+  @nn.compact
+  def __call__(self, x, y, update_stats=False):
+    del update_stats
+    a = self.param("a", lambda k: jax.random.normal(k, (10,)))
+    return a[y] + 0.0 * jnp.sum(x, axis=(1, 2, 3))
+
+
+def test_importance_weights_leave_no_label_only_signal():
+  """A skewed user's critic receives uniform labels; with "importance"
+  weights its Wasserstein estimate is 0 for a critic that looks only at the
+  label (it cannot tell real from fake by the label), with "held" it is not."""
+  critic = _LabelOnlyCritic()
+  user_y = np.concatenate([np.zeros(90, int), np.ones(90, int), np.full(18, 2), [3, 3]])
+  real_y = jnp.asarray(user_y, jnp.int32)            # The user's label distribution.
+  fake_y = jnp.asarray(np.repeat(np.arange(10), 20), jnp.int32)  # Uniform, as sent.
+  x = jnp.zeros((200, 28, 28, 1))
+  params = critic.init(jax.random.key(0), x, real_y)["params"]
+  wdist = {}
+  for mode in ("held", "importance"):
+    w = jnp.asarray(federated.label_weights(user_y, mode))[fake_y]
+    _, (_, m) = steps.critic_loss(params, {}, x, real_y, x, jax.random.key(1), disc=critic,
+                                  fake_y=fake_y, fake_w=w)
+    wdist[mode] = float(m["wasserstein"])
+  assert abs(wdist["importance"]) < 1e-5
+  assert abs(wdist["held"]) > 0.1
+
+
+def test_upload_bound_holds_with_importance_weights_above_one(disc_state):
+  real_x, real_y, fake_x, fake_y = _user_inputs(40)
+  weights = jnp.full((10,), 4.5)
+  _, up, _ = federated.user_round(disc_state, real_x, real_y, fake_x, fake_y, weights,
+                                  jax.random.key(2), clip_norm=1.0 / B, noise_multiplier=0.0,
+                                  **KW)
+  assert np.all(np.asarray(sanitizer.per_example_norms(up)) <= 1.0 / B * (1 + 1e-5))
 
 
 def test_sample_gradients_equal_the_vmap_reference(disc_state):
