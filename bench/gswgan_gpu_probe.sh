@@ -1,0 +1,53 @@
+#!/bin/bash
+# GS-WGAN checks for an accelerator lease (BUILD_NOTES, "On an NVIDIA H100").
+#
+#   bash bench/gswgan_gpu_probe.sh OUT_DIR
+#
+# Runs, each under its own time limit so one slow part cannot eat the lease:
+#   1. the paper-scale pipeline (`mnist` variant: K=1000, ResNet, chunks of 50)
+#      for a few warm-up iterations and private steps, once per warm-up mode;
+#      per-chunk times land in the workdirs' metrics.jsonl (copied to OUT_DIR);
+#   2. bench.gswgan_step on the GPU (JAX vs PyTorch on CUDA, sanitization
+#      overhead, warm-start chunk);
+#   3. the GS-WGAN step tests on the device.
+# Inputs: a prepared MNIST under $JAXTINY_DATA, or IDX files (.gz allowed) in
+# .gpu/data/mnist, copied into $JAXTINY_DATA. Python packages the device lacks
+# may be carried as wheels in .whl/ (installed into /tmp/site).
+OUT=${1:?usage: bash bench/gswgan_gpu_probe.sh OUT_DIR}
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site
+PY=${PY:-python3}
+T0=$(date +%s)
+log() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || exit 3
+fi
+export JAXTINY_DATA=${JAXTINY_DATA:-/tmp/jtdata_dev}
+if [ -d .gpu/data ]; then
+  mkdir -p "$JAXTINY_DATA" && cp -r .gpu/data/* "$JAXTINY_DATA"/ && gunzip -f "$JAXTINY_DATA"/mnist/*.gz 2>/dev/null
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+$PY -c "import jax, flax; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__)" \
+    2>&1 | tee -a "$OUT/gpu.txt"
+
+for mode in vmap sequential; do
+  log "pipeline, warmup_mode=$mode"
+  WD=/tmp/gs_probe_$mode; rm -rf $WD
+  timeout ${PIPELINE_S:-150} $PY -m experiments.gswgan --config=experiments/configs/gswgan.py:mnist \
+    --config.warmup_mode=$mode --config.warmup_iterations=${WARMUP_ITERS:-4} \
+    --config.num_steps=${STEPS:-400} --config.checkpoint_every_steps=200 \
+    --config.sample_every_steps=200 --config.log_every_steps=50 --config.num_gen_samples=6000 \
+    --config.progress_interval_s=5 --workdir=$WD 2>&1 | grep -v "^[IW]1" | tee "$OUT/pipeline_$mode.log"
+  cp $WD/metrics.jsonl "$OUT/pipeline_${mode}_metrics.jsonl" 2>/dev/null
+done
+
+log "bench.gswgan_step"
+timeout ${BENCH_S:-150} $PY -m bench.gswgan_step --generators=dcgan,resnet --iters=10 --chunk=25 \
+  --devices= --nounrolled --torch_device=cuda --warm_generator=resnet 2>&1 \
+  | grep -v "^[IW]1" | tee "$OUT/bench_step.log"
+
+log "tests"
+timeout ${TESTS_S:-120} $PY -m pytest -q -x -p no:cacheprovider tests/gswgan/gswgan_steps_test.py \
+  2>&1 | tail -15 | tee "$OUT/tests.log"
+log "done"
