@@ -5,8 +5,10 @@
 #
 # Runs, each under its own time limit so one slow part cannot eat the lease:
 #   1. the paper-scale pipeline (`mnist` variant: K=1000, ResNet, chunks of 50)
-#      for a few warm-up iterations and private steps, once per warm-up mode;
-#      per-chunk times land in the workdirs' metrics.jsonl (copied to OUT_DIR);
+#      for a few warm-up iterations and private steps, once per warm-up mode in
+#      $MODES (default "sequential"; "vmap sequential" for both -- vmap's first
+#      chunk alone took 155 s with compilation on an H100); per-chunk times land
+#      in the workdirs' metrics.jsonl (copied to OUT_DIR);
 #   2. bench.gswgan_step on the GPU (JAX vs PyTorch on CUDA, sanitization
 #      overhead, warm-start chunk);
 #   3. the GS-WGAN step tests on the device.
@@ -31,10 +33,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 $PY -c "import jax, flax; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__)" \
     2>&1 | tee -a "$OUT/gpu.txt"
 
-for mode in vmap sequential; do
+for mode in ${MODES:-sequential}; do
   log "pipeline, warmup_mode=$mode"
   WD=/tmp/gs_probe_$mode; rm -rf $WD
-  timeout ${PIPELINE_S:-150} $PY -m experiments.gswgan --config=experiments/configs/gswgan.py:mnist \
+  timeout ${PIPELINE_S:-200} $PY -m experiments.gswgan --config=experiments/configs/gswgan.py:mnist \
     --config.warmup_mode=$mode --config.warmup_iterations=${WARMUP_ITERS:-4} \
     --config.num_steps=${STEPS:-400} --config.checkpoint_every_steps=200 \
     --config.sample_every_steps=200 --config.log_every_steps=50 --config.num_gen_samples=6000 \
