@@ -97,6 +97,11 @@ def load_users(config) -> tuple[np.ndarray, np.ndarray, fed_data.Partition]:
 LABEL_WEIGHTINGS = ("held", "frequency", "importance")
 
 
+def check_label_weighting(mode: str) -> None:
+  if mode not in LABEL_WEIGHTINGS:
+    raise ValueError(f"label_weighting={mode!r}; use one of {', '.join(LABEL_WEIGHTINGS)}.")
+
+
 def label_weights(user_labels: np.ndarray, mode: str) -> np.ndarray:
   """Per-label weights [num_classes] a user gives the samples it receives.
 
@@ -114,8 +119,7 @@ def label_weights(user_labels: np.ndarray, mode: str) -> np.ndarray:
   weight is applied (`user_round`), so the upload bound is the same in every
   mode, weights above 1 included.
   """
-  if mode not in LABEL_WEIGHTINGS:
-    raise ValueError(f"label_weighting={mode!r}; use one of {', '.join(LABEL_WEIGHTINGS)}.")
+  check_label_weighting(mode)
   counts = np.bincount(user_labels, minlength=models.NUM_CLASSES).astype(np.float64)
   if mode == "held":
     return (counts > 0).astype(np.float32)
@@ -685,9 +689,7 @@ def _check_config(config) -> None:
       raise ValueError(f"methods contains {m!r}; use a subset of {METHODS}.")
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
-  if config.label_weighting not in LABEL_WEIGHTINGS:
-    raise ValueError(f"label_weighting={config.label_weighting!r}; use one of "
-                     f"{', '.join(LABEL_WEIGHTINGS)}.")
+  check_label_weighting(config.label_weighting)
   if config.eval_suite not in ("", "fast", "full"):
     raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
                      "accuracy only), 'fast' (the suite's quick look) or 'full'.")
