@@ -154,13 +154,12 @@ class Networks:
         sanitize=True, ema_decay=config.ema_decay, **common))
     warm = functools.partial(steps.iteration, noise_multiplier=0.0,
                              sanitize=False, **common)
-    # Stage 1 runs a chunk of (generator, discriminator, shard) triples per
-    # call: under vmap (accelerators), one after another (CPU, where XLA
-    # lowers convolutions with per-example weights to slow grouped convs), or
-    # "unrolled": one compiled program holding each member's own step, so the
-    # stacked chunk stays one call without grouped convolutions.
-    # "sequential" keeps the chunk as a list of per-member states and calls
-    # `warm_single` on each; the other modes keep it stacked.
+    # Stage 1 trains a chunk of (generator, discriminator, shard) triples.
+    # "vmap": the stacked chunk in one call, shardable over devices (per-member
+    # weights become grouped convolutions: slow on CPU, and 18 ms per pair vs
+    # 8 ms for one pair's step on an H100). "unrolled": one compiled program
+    # holding each member's own step. "sequential": the chunk as a list of
+    # per-member states, `warm_single` called on each.
     self.warm_single = jax.jit(warm)
     if config.warmup_mode == "vmap":
       self.warm_iteration = jax.jit(jax.vmap(warm))
@@ -178,8 +177,8 @@ class Networks:
               steps.init_net(jax.random.fold_in(key, 2 * k + 1), disc, tx))
 
     # All of a chunk's (throw-away generator, discriminator) pairs in one
-    # compiled call; op-by-op initialisation of 2 x 50 networks cost about
-    # 30 s per chunk on an H100 (BUILD_NOTES).
+    # compiled call instead of 2 x chunk op-by-op initialisations (on an H100,
+    # those and the bank writes took ~20 s per chunk of 50; BUILD_NOTES).
     self.init_pairs = jax.jit(jax.vmap(init_pair, in_axes=(None, 0)))
     self.generate = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
 
