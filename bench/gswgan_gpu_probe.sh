@@ -10,7 +10,7 @@
 #      chunk alone took 155 s with compilation on an H100); per-chunk times land
 #      in the workdirs' metrics.jsonl (copied to OUT_DIR);
 #   2. bench.gswgan_step on the GPU (JAX vs PyTorch on CUDA, sanitization
-#      overhead, warm-start chunk);
+#      overhead, warm-start chunk, stage 2 against a bank on disk);
 #   3. the GS-WGAN step tests on the device.
 # Inputs: a prepared MNIST under $JAXTINY_DATA, or IDX files (.gz allowed) in
 # .gpu/data/mnist, copied into $JAXTINY_DATA. Python packages the device lacks
@@ -38,15 +38,16 @@ for mode in ${MODES:-sequential}; do
   WD=/tmp/gs_probe_$mode; rm -rf $WD
   timeout ${PIPELINE_S:-200} $PY -m experiments.gswgan --config=experiments/configs/gswgan.py:mnist \
     --config.warmup_mode=$mode --config.warmup_iterations=${WARMUP_ITERS:-4} \
-    --config.num_steps=${STEPS:-400} --config.checkpoint_every_steps=200 \
-    --config.sample_every_steps=200 --config.log_every_steps=50 --config.num_gen_samples=6000 \
+    --config.num_steps=${STEPS:-400} --config.checkpoint_every_steps=${CKPT_EVERY:-200} \
+    --config.sample_every_steps=${CKPT_EVERY:-200} --config.log_every_steps=50 --config.num_gen_samples=6000 \
     --config.progress_interval_s=5 --workdir=$WD 2>&1 | grep -v "^[IW]1" | tee "$OUT/pipeline_$mode.log"
   cp $WD/metrics.jsonl "$OUT/pipeline_${mode}_metrics.jsonl" 2>/dev/null
 done
 
 log "bench.gswgan_step"
-timeout ${BENCH_S:-150} $PY -m bench.gswgan_step --generators=dcgan,resnet --iters=10 --chunk=25 \
-  --devices= --nounrolled --torch_device=cuda --warm_generator=resnet 2>&1 \
+timeout ${BENCH_S:-150} $PY -m bench.gswgan_step --generators=${BENCH_GENERATORS:-dcgan,resnet} \
+  --iters=10 --chunk=25 --devices= --nounrolled --torch_device=cuda --warm_generator=resnet \
+  --bank_k=${BANK_K:-40} --bank_steps=${BANK_STEPS:-200} 2>&1 \
   | grep -v "^[IW]1" | tee "$OUT/bench_step.log"
 
 log "tests"

@@ -15,6 +15,8 @@ Prints, measured in the same process:
      discriminators one after another (target: vmap >= 1.4x), and the
      vmapped chunk sharded over 1 and 2 simulated CPU devices (each in its own
      subprocess, since the device count is fixed when JAX starts).
+  4. Stage 2 with the discriminator bank on disk (a quarter cached): in
+     memory vs synchronous files vs write-behind + prefetch (--bank_k).
 Only ratios from one run are meaningful on a shared machine.
 """
 
@@ -49,6 +51,9 @@ _UNROLLED = flags.DEFINE_bool("unrolled", True, "Also time the unrolled warm-sta
                               "(its compile time grows with --chunk).")
 _WARM_GENERATOR = flags.DEFINE_string("warm_generator", "dcgan",
                                       "Throw-away generator of the warm-start chunk.")
+_BANK_K = flags.DEFINE_integer("bank_k", 24, "Discriminators in the stage-2 bank "
+                               "benchmark (0 skips it).")
+_BANK_STEPS = flags.DEFINE_integer("bank_steps", 40, "Stage-2 steps per bank mode.")
 _SHARDED_ONLY = flags.DEFINE_integer(
     "sharded_only", 0, "Internal: time only the vmapped chunk sharded over this "
     "many devices and print the ms.")
@@ -128,6 +133,59 @@ def warmstart_times(chunk: int, iters: int, generator: str = "dcgan",
     un = jax.jit(functools.partial(train.map_members, warm))
     t_un = _best(lambda: jax.block_until_ready(un(g, g.params, d, x, y, keys)), iters, 2)
   return {"vmap": t_vmap, "sequential": t_seq, "unrolled": t_un}
+
+
+def bank_step_times(generator: str, num_disc: int, num_steps: int) -> dict[str, float]:
+  """Stage-2 steps (bank.get -> private iteration -> bank.put) with a bank of
+  `num_disc` real discriminator states on disk and a cache holding a quarter
+  of them, as a paper-scale bank (13 GB) against a 4 GB cache. Modes: `memory`
+  (cache holds all: no file traffic), `sync` (every write waited for, no
+  prefetch: the bank before write-behind) and `async` (write-behind + prefetch
+  of the next step's discriminator, as the trainer runs it). ms per step."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from jaxtiny.gswgan import bank as bank_lib  # pylint: disable=g-import-not-at-top
+  gen, disc = models.make_generator(generator), models.Discriminator()
+  tx = steps.make_optimizer()
+  it = jax.jit(functools.partial(
+      steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx, num_classes=10,
+      clip_norm=1.0 / B, noise_multiplier=1.07, sanitize=True))
+  g = steps.init_net(jax.random.key(0), gen, tx)
+  d0 = jax.device_get(steps.init_net(jax.random.key(1), disc, tx))
+  size = sum(np.asarray(a).nbytes for a in jax.tree.leaves(d0))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((N_CRITIC, B, 28, 28, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, (N_CRITIC, B)), jnp.int32)
+  draws = rng.integers(num_disc, size=num_steps + 2)
+  jax.block_until_ready(it(g, g.params, d0, x, y, jax.random.key(2)))  # Compile.
+  out = {}
+  for mode in ("memory", "sync", "async"):
+    root = tempfile.mkdtemp(prefix="gswgan_bank_bench_")
+    try:
+      cache = (num_disc + 1) * size if mode == "memory" else (num_disc // 4) * size
+      bank = bank_lib.DiscriminatorBank(root, d0, cache_bytes=cache)
+      for k in range(num_disc):
+        bank.write_initial(k, d0)
+      bank.wait()
+      gs, ema = g, g.params
+      t = time.perf_counter()
+      for step in range(1, num_steps + 1):
+        bank.current_step = step
+        k = int(draws[step])
+        d = bank.get(k)
+        if mode == "async":
+          bank.prefetch(int(draws[step + 1]))
+        gs, ema, d, _ = it(gs, ema, d, x, y, jax.random.key(step))
+        bank.put(k, d)
+        if mode == "sync":
+          bank.wait()
+      jax.block_until_ready(gs)
+      out[mode] = (time.perf_counter() - t) / num_steps * 1e3
+      bank.close()
+    finally:
+      shutil.rmtree(root, ignore_errors=True)
+  out["mb"] = size / 1e6
+  return out
 
 
 def sharded_warmstart_ms(chunk: int, iters: int, num_devices: int) -> float:
@@ -287,6 +345,12 @@ def main(argv):
   print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
         f"unrolled {w['unrolled']:.0f} | throughput vs sequential: vmap "
         f"{w['sequential'] / w['vmap']:.2f}x, unrolled {w['sequential'] / w['unrolled']:.2f}x |")
+  if _BANK_K.value:
+    b = bank_step_times(_WARM_GENERATOR.value, _BANK_K.value, _BANK_STEPS.value)
+    print(f"\nStage 2 with a bank of {_BANK_K.value} discriminators ({b['mb']:.1f} MB each) "
+          f"on disk, a quarter cached; {_WARM_GENERATOR.value} generator, ms per step:")
+    print(f"| all in memory {b['memory']:.0f} | synchronous files {b['sync']:.0f} | "
+          f"write-behind + prefetch {b['async']:.0f} | sync/async {b['sync'] / b['async']:.2f}x |")
   times = {int(n): _sharded_in_subprocess(_CHUNK.value, max(1, _ITERS.value // 2), int(n))
            for n in _DEVICES.value}
   if times:

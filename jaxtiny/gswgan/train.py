@@ -250,6 +250,9 @@ def warm_start_bank(config, nets: Networks, bank: bank_lib.DiscriminatorBank,
                      "stage1_init_s": t0 - t_init,
                      "stage1_write_s": time.time() - t_train,
                      "stage1_wasserstein": float(jnp.mean(wdist))})
+  t_wait = time.time()
+  bank.wait()  # The last chunk's files (earlier ones were written while training).
+  writer.write(0, {"stage1_final_write_wait_s": time.time() - t_wait})
   progress.close(done)
 
 
@@ -329,13 +332,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress = metrics_lib.Progress(total_steps, start, desc="stage 2 (private G)",
                                   interval=config.progress_interval_s)
   step = start
-  t0 = time.time()
-  for step in range(start + 1, total_steps + 1):
-    bank.current_step = step
+  t0 = t_log = time.time()
+  logged = start
+
+  def draw(step):  # Which discriminator step `step` uses, and its batches.
     rng = np.random.default_rng([config.seed, 2, step])
     k = int(rng.integers(config.num_discriminators))
-    idx = shard_batches(shards[k], config.n_critic, config.batch_size, rng)
+    return k, shard_batches(shards[k], config.n_critic, config.batch_size, rng)
+
+  for step in range(start + 1, total_steps + 1):
+    bank.current_step = step
+    k, idx = draw(step)
     d = bank.get(k)
+    if step < total_steps:
+      bank.prefetch(draw(step + 1)[0])  # Loads while this step computes.
     g, ema, d, m = nets.private_iteration(
         g, ema, d, jnp.asarray(_to_float(images[idx])), jnp.asarray(labels[idx]),
         jax.random.fold_in(k_loop, step))
@@ -343,6 +353,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if step % config.log_every_steps == 0 or step == total_steps:
       row = {key: float(v) for key, v in m.items()}
       row["discriminator"] = k
+      now = time.time()
+      # Wall time per step since the last row (sample grids and checkpoints included).
+      row["sec_per_step"] = (now - t_log) / (step - logged)
+      t_log, logged = now, step
       writer.write(step, row)
       progress.update(step, {"g_loss": row["g_loss"], "wdist": row["wasserstein"]})
     if step % config.sample_every_steps == 0 or step == total_steps:

@@ -47,6 +47,7 @@ def test_bank_versions_rollback_and_eviction(tmp_path):
     bank.put(k, {"w": np.full((100, 100), 100 + step, np.float32)})
     bank.get((k + 1) % 3)
   assert bank.get(0)["w"][0, 0] == 104
+  bank.wait()  # (A crash may also lose writes in flight; rollback drops them anyway.)
   # Crash: resume from the step-1 checkpoint.
   reopened = bank_lib.DiscriminatorBank(str(tmp_path), template, cache_bytes=100_000)
   reopened.rollback(1)
@@ -55,6 +56,46 @@ def test_bank_versions_rollback_and_eviction(tmp_path):
   assert all(int(n.split(".v")[1][:8]) <= 1 for n in names), names
   with pytest.raises(KeyError, match="stage 1"):
     reopened.get(7)
+
+
+def test_bank_write_behind_and_prefetch_match_a_dict(tmp_path):
+  # A cache of one state: nearly every get is a load or a write in flight.
+  template = {"w": np.zeros((50, 50), np.float32)}
+  bank = bank_lib.DiscriminatorBank(str(tmp_path), template, cache_bytes=12_000,
+                                    max_pending=3)
+  ref = {k: float(k) for k in range(6)}
+  for k in ref:
+    bank.write_initial(k, {"w": np.full((50, 50), ref[k], np.float32)})
+  rng = np.random.default_rng(0)
+  draws = rng.integers(6, size=301)
+  for step in range(1, 301):
+    bank.current_step = step
+    k = int(draws[step])
+    got = bank.get(k)["w"]
+    assert got.min() == got.max() == ref[k], (step, k)
+    bank.prefetch(int(draws[step + 1]) if step < 300 else 0)
+    ref[k] = 1000.0 + step
+    bank.put(k, {"w": np.full((50, 50), ref[k], np.float32)})
+    if step % 50 == 0:
+      bank.flush(step)
+  bank.close()
+  reopened = bank_lib.DiscriminatorBank(str(tmp_path), template)
+  reopened.rollback(300)
+  assert {k: float(reopened.get(k)["w"][0, 0]) for k in ref} == ref
+  # One file per discriminator is left after the last checkpoint.
+  assert len(os.listdir(tmp_path)) == 6, sorted(os.listdir(tmp_path))
+
+
+def test_bank_write_error_reaches_the_trainer(tmp_path, monkeypatch):
+  bank = bank_lib.DiscriminatorBank(str(tmp_path), {"w": np.zeros(3, np.float32)})
+
+  def disk_full(path, tree):
+    raise OSError(28, "No space left on device", path)
+
+  monkeypatch.setattr(bank_lib.checkpoint, "save_tree", disk_full)
+  bank.put(0, {"w": np.ones(3, np.float32)})
+  with pytest.raises(OSError, match="No space left"):
+    bank.flush(1)
 
 
 def test_budget_refused_or_capped_before_training():
