@@ -61,6 +61,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # under vmap -- BUILD_NOTES) or "unrolled" (one program, every pair's step).
   c.warmup_mode = "vmap"
   c.num_devices = 0               # Devices the warm-start chunk is sharded over.
+  # Discriminators kept in memory, on the device that trains them (an H100
+  # holds the whole 13 GB bank; the rest streams from disk).
   c.bank_cache_mb = 4096
   c.log_every_steps = 100
   c.checkpoint_every_steps = 1000

@@ -89,6 +89,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.user_mode = "sequential"        # "vmap" (accelerators) or "sequential" (CPU).
   c.user_chunk = 1                  # Users per call (vmap: a multiple of the devices).
   c.num_devices = 0
+  # Discriminators kept in memory, on the device that trains them (an H100
+  # holds the whole 13 GB bank; the rest streams from disk).
   c.bank_cache_mb = 4096
   c.log_every_rounds = 10
   c.checkpoint_every_rounds = 100

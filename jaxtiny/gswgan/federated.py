@@ -47,7 +47,7 @@ import functools
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -736,10 +736,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for m in config.methods:
     runner = runners[m](config, workdir, images, labels, part)
     results[m] = _train_method(runner, rounds)
-    if config.evaluate:
-      results[m]["scores"] = _scores(config, results[m]["gen_data"])
+    quality = None
     if config.eval_suite:
-      results[m]["eval_suite"] = _suite(config, results[m]["gen_data"])
+      results[m]["eval_suite"], quality = _suite(config, results[m]["gen_data"])
+    if config.evaluate:
+      # The suite has scored IS / FID / label accuracy already (its protocol's
+      # sample counts, recorded with them): not computed twice.
+      results[m]["scores"] = quality or _scores(config, results[m]["gen_data"])
     fileio.atomic_write_json(os.path.join(workdir, "results.json"), results)
   if len(config.methods) == 2:
     a, b = results["gswgan"], results["fedavg_gan"]
@@ -775,7 +778,7 @@ SUITE_KEYS = ("is_mean", "fid_lenet", "label_acc", "mlp_acc", "cnn_acc", "avg_ac
               "calibrated_acc", "fast")
 
 
-def _suite(config, gen_path: str) -> dict:
+def _suite(config, gen_path: str) -> tuple[dict, Optional[dict]]:
   """The GS-WGAN paper's evaluation suite on a method's generated set.
 
   Classifiers trained on the generated samples, tested on the real test split
@@ -783,7 +786,8 @@ def _suite(config, gen_path: str) -> dict:
   the real-data average), plus IS and FID; `eval_suite="fast"` is the suite's
   documented quick look, `"full"` the paper's protocol. Written to
   `<method>/eval/eval.json` (resumable: the CNN and the scikit-learn rows pick
-  up where an interrupted run stopped); the headline columns are returned.
+  up where an interrupted run stopped). Returns the headline columns and the
+  suite's sample-quality scores in `_scores`' format (None when skipped).
   """
   from jaxtiny.eval import generated as generated_lib  # pylint: disable=g-import-not-at-top
   from jaxtiny.eval import suite  # pylint: disable=g-import-not-at-top
@@ -797,11 +801,14 @@ def _suite(config, gen_path: str) -> dict:
                             classifier_path=config.eval_classifier or None)
   except FileNotFoundError as e:  # No reference classifier trained yet.
     print(f"evaluation suite skipped: {e}")
-    return {"skipped": str(e)}
+    return {"skipped": str(e)}, None
   out = {k: record[k] for k in SUITE_KEYS}
   out["test_split"] = dataset
   out["eval_json"] = os.path.join(out_dir, "eval.json")
-  return out
+  quality = {k: record[k] for k in ("is_mean", "is_std", "fid_lenet", "label_acc",
+                                    "is_samples", "fid_samples")}
+  quality["reference_dataset"] = dataset
+  return out, quality
 
 
 def _fmt(x) -> str:

@@ -161,6 +161,12 @@ class Networks:
     # holding each member's own step. "sequential": the chunk as a list of
     # per-member states, `warm_single` called on each.
     self.warm_single = jax.jit(warm)
+    # The sequential path keeps each member's shard on the device for the
+    # whole chunk and gathers its batches inside the step (`pos`: positions
+    # in the shard), so no batch crosses from the host per iteration.
+    self.warm_gather = jax.jit(
+        lambda g, ema, d, shard_x, shard_y, pos, key: warm(g, ema, d, shard_x[pos],
+                                                           shard_y[pos], key))
     if config.warmup_mode == "vmap":
       self.warm_iteration = jax.jit(jax.vmap(warm))
     elif config.warmup_mode == "unrolled":
@@ -180,6 +186,7 @@ class Networks:
     # compiled call instead of 2 x chunk op-by-op initialisations (on an H100,
     # those and the bank writes took ~20 s per chunk of 50; BUILD_NOTES).
     self.init_pairs = jax.jit(jax.vmap(init_pair, in_axes=(None, 0)))
+    self.init_pair = jax.jit(init_pair)  # The sequential path: no slicing after.
     self.generate = jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
 
 
@@ -210,46 +217,56 @@ def warm_start_bank(config, nets: Networks, bank: bank_lib.DiscriminatorBank,
   member_keys = jax.jit(jax.vmap(
       lambda k, it: jax.random.fold_in(jax.random.fold_in(key, 10_000_019 + k), it),
       in_axes=(0, None)))
+  positions = np.arange(shards.shape[1])
   for ids in chunks:
     ids_padded = ids + [ids[-1]] * (chunk - len(ids))  # Pad the last chunk.
     t_init = time.time()
-    g, d = nets.init_pairs(key, jnp.asarray(ids_padded, jnp.int32))
     if sequential:
-      g = [jax.tree.map(lambda a: a[i], g) for i in range(len(ids))]
-      d = [jax.tree.map(lambda a: a[i], d) for i in range(len(ids))]
+      pairs = [nets.init_pair(key, k) for k in ids]
+      g, d = [p[0] for p in pairs], [p[1] for p in pairs]
       ema = [m.params for m in g]  # Unused for throw-away generators.
+      shard_x = [jnp.asarray(_to_float(images[shards[k]])) for k in ids]
+      shard_y = [jnp.asarray(labels[shards[k]]) for k in ids]
     else:
-      g, d = jax.device_put((g, d), sharded)
+      g, d = jax.device_put(nets.init_pairs(key, jnp.asarray(ids_padded, jnp.int32)), sharded)
       ema = g.params  # Unused for throw-away generators, but the step returns one.
     t0 = time.time()
     for it in range(config.warmup_iterations):
-      idx = np.stack([shard_batches(shards[k], config.n_critic, config.batch_size,
+      # Positions within each member's shard, [chunk, n_critic, B].
+      pos = np.stack([shard_batches(positions, config.n_critic, config.batch_size,
                                     np.random.default_rng([config.seed, 1, k, it]))
-                      for k in ids_padded])  # [chunk, n_critic, B]
+                      for k in ids_padded])
       keys = member_keys(jnp.asarray(ids_padded, jnp.int32), it)
       if sequential:
-        x, y = _to_float(images[idx]), labels[idx]
         wdist = []
         for i in range(len(ids)):
-          g[i], ema[i], d[i], m = nets.warm_single(g[i], ema[i], d[i], x[i], y[i], keys[i])
+          g[i], ema[i], d[i], m = nets.warm_gather(g[i], ema[i], d[i], shard_x[i], shard_y[i],
+                                                   pos[i], keys[i])
           wdist.append(m["wasserstein"])
-        wdist = jnp.stack(wdist)
       else:
+        idx = shards[np.asarray(ids_padded)[:, None, None], pos]
         x = jax.device_put(_to_float(images[idx]), sharded)
         y = jax.device_put(labels[idx], sharded)
         g, ema, d, m = nets.warm_iteration(g, ema, d, x, y, keys)
         wdist = m["wasserstein"][:len(ids)]
       done += 1
-      progress.update(done, {"chunk": f"{ids[0]}-{ids[-1]}", "wdist": float(jnp.mean(wdist))})
+      if progress.due() or it == config.warmup_iterations - 1:
+        # Reading the metric waits for the device: only when it is printed.
+        wmean = float(jnp.mean(jnp.stack(wdist) if sequential else wdist))
+        progress.update(done, {"chunk": f"{ids[0]}-{ids[-1]}", "wdist": wmean})
     t_train = time.time()
-    d_host = jax.device_get(d)
-    for i, k in enumerate(ids):
-      bank.write_initial(k, d_host[i] if sequential else jax.tree.map(lambda a: a[i], d_host))
+    if sequential:  # Device arrays: the bank's writer thread fetches them.
+      for i, k in enumerate(ids):
+        bank.write_initial(k, d[i])
+    else:
+      d_host = jax.device_get(d)
+      for i, k in enumerate(ids):
+        bank.write_initial(k, jax.tree.map(lambda a: a[i], d_host))
     writer.write(0, {"stage1_chunk": f"{ids[0]}-{ids[-1]}",
                      "stage1_chunk_s": t_train - t0,
                      "stage1_init_s": t0 - t_init,
                      "stage1_write_s": time.time() - t_train,
-                     "stage1_wasserstein": float(jnp.mean(wdist))})
+                     "stage1_wasserstein": wmean})
   t_wait = time.time()
   bank.wait()  # The last chunk's files (earlier ones were written while training).
   writer.write(0, {"stage1_final_write_wait_s": time.time() - t_wait})

@@ -97,6 +97,11 @@ class Progress:
     self._last = -float("inf")
     self._enabled = jax.process_index() == 0
 
+  def due(self) -> bool:
+    """Whether `update` would print now (so callers can skip computing
+    metrics that need a device sync when it would not)."""
+    return self._enabled and time.time() - self._last >= self.interval
+
   def update(self, step: int, metrics: Optional[Mapping[str, Any]] = None,
              force: bool = False) -> None:
     now = time.time()

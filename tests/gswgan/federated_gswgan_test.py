@@ -185,12 +185,21 @@ def _param_bytes(tree):
   return sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree))
 
 
-def test_payloads_and_results_of_both_methods(tmp_path):
+def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   require_prepared("mnist")
   clf = train_quick_classifier(str(tmp_path / "clf"))
   c = _config("smoke,non_iid,fixed", eval_suite="fast", eval_classifier=clf,
-              num_gen_samples=256)  # The suite's CNN needs a batch of 128.
+              num_gen_samples=256, evaluate=True)  # The suite's CNN needs a batch of 128.
+  from jaxtiny.eval import scores as scores_lib
+  real_quality, calls = scores_lib.sample_quality, []
+
+  def counted(*args, **kw):
+    calls.append(1)
+    return real_quality(*args, **kw)
+
+  monkeypatch.setattr(scores_lib, "sample_quality", counted)
   res = federated.train_and_evaluate(c, str(tmp_path))
+  assert len(calls) == 2  # IS / FID once per method, by the suite, not again.
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
   assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
   gs, fa = res["gswgan"], res["fedavg_gan"]
@@ -228,6 +237,8 @@ def test_payloads_and_results_of_both_methods(tmp_path):
     for k in ("mlp_acc", "cnn_acc", "avg_acc"):
       assert 0.0 <= ev[k] <= 1.0 and ev[k] == record[k]
     assert ev["calibrated_acc"] == pytest.approx(record["avg_acc"] / record["real_avg_acc"])
+    for k in ("is_mean", "fid_lenet", "label_acc", "fid_samples"):
+      assert res[m]["scores"][k] == record[k], k
 
 
 def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):

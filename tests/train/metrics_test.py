@@ -46,6 +46,16 @@ def test_progress_line_shows_step_rate_eta_and_metrics():
   assert "loss 0.1235" in text and "done: 100 steps" in text
 
 
+def test_progress_due_says_whether_update_would_print():
+  out = io.StringIO()
+  p = metrics.Progress(100, desc="job", interval=3600.0, stream=out)
+  assert p.due()  # Nothing printed yet.
+  p.update(1)
+  assert not p.due()
+  p.update(2)  # Within the interval: not printed, as due() said.
+  assert out.getvalue().count("job step") == 1
+
+
 def test_plots_write_pngs(tmp_path):
   grid = plots.tile_images(np.zeros((10, 28, 28), np.uint8), ncols=5)
   assert grid.shape == (2 * 29 - 1, 5 * 29 - 1)
