@@ -102,7 +102,11 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # with the same recipe; plus the searched net fine-tuned from the supernet.
   c.final = ml_collections.ConfigDict()
   c.final.steps = 1500
-  c.final.seeds = 3         # From-scratch trainings per model (mean reported).
+  # From-scratch trainings per model (mean reported), one count per budget:
+  # three where the issue sets its +1-point target (32 kB; one seed's margin
+  # ranged +0.36 to +1.03 over two runs), one at 64 kB (no target), which
+  # keeps the variant near the issue's 90 minutes (3 + 3 seeds: 1 h 58 min).
+  c.final.seeds = (3, 1)
   c.final.finetune_steps = 500
   c.final.finetune_lr = 0.02
   c.final.mbv2_width_mults = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,
@@ -141,6 +145,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.search.calib_size = 2000
     c.search.val_size = 5000
     c.final.steps = 20000
+    c.final.seeds = (3, 3)
     c.final.finetune_steps = 5000
   elif variant == "smoke":
     c.budgets = ((24 * 1024, 160 * 1024),)
@@ -163,7 +168,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.search.calib_size = 64
     c.search.val_size = 64
     c.final.steps = 4
-    c.final.seeds = 1
+    c.final.seeds = (1,)
     c.final.finetune_steps = 2
     c.final.mbv2_width_mults = (0.1, 0.15, 0.2)
     c.val_size = 200

@@ -91,6 +91,18 @@ def _budgets(config) -> list[space_lib.Budget]:
           for s, f in config.budgets]
 
 
+def final_seeds(config) -> list[int]:
+  """From-scratch trainings per final model, one count per budget
+  (`config.final.seeds`: one int per entry of `config.budgets`)."""
+  seeds = config.final.seeds
+  seeds = [seeds] * len(config.budgets) if isinstance(seeds, int) else list(seeds)
+  if len(seeds) != len(config.budgets) or any(int(k) < 1 for k in seeds):
+    raise ValueError(f"final.seeds={tuple(seeds)}: give one count >= 1 per budget "
+                     f"({len(config.budgets)} budgets), e.g. "
+                     f"--config.final.seeds='{tuple([1] * len(config.budgets))}'.")
+  return [int(k) for k in seeds]
+
+
 def _recipe(config, **over) -> train_lib.Recipe:
   r = config.recipe
   kw = dict(batch_size=r.batch_size, learning_rate=r.learning_rate,
@@ -350,6 +362,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   fileio.atomic_write_json(os.path.join(workdir, "config.json"),
                            json.loads(config.to_json()))
+  seeds_per_budget = final_seeds(config)  # Checked before any work.
   splits = load_data(config)
   results = []
   for bi, budget in enumerate(_budgets(config)):
@@ -374,7 +387,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     steps = config.final.steps
     # From-scratch trainings, one per seed (seed 0 keeps the plain names).
     accs_s, accs_m = [], []
-    for k in range(config.final.seeds):
+    for k in range(seeds_per_budget[bi]):
       tag = budget.name + (f"_seed{k}" if k else "")
       accs_s.append(_train_and_test(config, arch, f"searched_{tag}", splits,
                                     workdir, steps, seed_offset=k))
@@ -403,7 +416,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  "resolution": mbv2.resolution, **profile_lib.profile(mbv2),
                  "test_acc": acc_m, "test_acc_per_seed": accs_m,
                  "test_acc_std": float(np.std(accs_m))},
-        "final_seeds": int(config.final.seeds),
+        "final_seeds": seeds_per_budget[bi],
         # Mean over seeds; per-seed margins pair the same seed of each model.
         "margin_points": 100 * (acc_s - acc_m),
         "margin_points_per_seed": [100 * (a - b) for a, b in zip(accs_s, accs_m)],

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.configs import mcunet as mcunet_config
 from jaxtiny.tinynas import arch as arch_lib
@@ -86,7 +87,7 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
   # More seeds: seed 0 is reused, seed 1 is trained, the mean is reported.
   config2 = mcunet_config.get_config("smoke")
   with config2.unlocked():
-    config2.final.seeds = 2
+    config2.final.seeds = (2,)
   two = pipeline.run(config2, workdir)["results"][0]
   for m in ("searched", "mbv2"):
     accs = two[m]["test_acc_per_seed"]
@@ -96,10 +97,24 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
   assert "(2 seeds)" in open(os.path.join(workdir, "results.md")).read()
 
 
+def test_final_seeds_one_count_per_budget():
+  c = mcunet_config.get_config("cpu")
+  assert pipeline.final_seeds(c) == [3, 1]
+  with c.unlocked():
+    c.final.seeds = (3,)
+  with pytest.raises(ValueError, match="one count >= 1 per budget"):
+    pipeline.final_seeds(c)
+  with c.unlocked():
+    c.final.seeds = (2, 0)
+  with pytest.raises(ValueError, match=r"final.seeds=\(2, 0\)"):
+    pipeline.final_seeds(c)
+
+
 _TWO_DEVICE_SCRIPT = r"""
 import json
 import jax
 import numpy as np
+import pytest
 assert jax.device_count() == 2, jax.devices()
 from jaxtiny.tinynas import space as space_lib
 from jaxtiny.tinynas import train as train_lib
