@@ -135,6 +135,7 @@ class DiscriminatorBank:
     self._dirty.add(k)
 
   def _insert(self, k: int, state: Any) -> None:
+    self._prefetched.pop(k, None)  # A load started earlier would be stale now.
     self._cache[k] = state
     self._cached_bytes += _nbytes(state)
     while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
@@ -147,6 +148,7 @@ class DiscriminatorBank:
     while len(self._writes) >= self.max_pending:
       self._writes[0].result()
       self._reap()
+    self._prefetched.pop(k, None)
     future = self._writer.submit(checkpoint.save_tree, self._path(k, version), state)
     self._pending[k] = (future, state)
     self._writes.append(future)

@@ -86,6 +86,19 @@ def test_bank_write_behind_and_prefetch_match_a_dict(tmp_path):
   assert len(os.listdir(tmp_path)) == 6, sorted(os.listdir(tmp_path))
 
 
+def test_bank_put_supersedes_a_prefetch(tmp_path):
+  bank = bank_lib.DiscriminatorBank(str(tmp_path), {"w": np.zeros(3, np.float32)},
+                                    cache_bytes=12)  # One state.
+  for k in range(2):
+    bank.write_initial(k, {"w": np.full(3, k, np.float32)})
+  bank.wait()
+  bank.prefetch(1)
+  bank.put(1, {"w": np.full(3, 7, np.float32)})  # Without a get in between.
+  bank.get(0)  # Evicts 1 (a write in flight or done).
+  bank.wait()
+  assert bank.get(1)["w"][0] == 7
+
+
 def test_bank_write_error_reaches_the_trainer(tmp_path, monkeypatch):
   bank = bank_lib.DiscriminatorBank(str(tmp_path), {"w": np.zeros(3, np.float32)})
 
