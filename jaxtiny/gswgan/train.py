@@ -114,10 +114,23 @@ def planned_steps(config) -> int:
   return t
 
 
+def warmup_mode(config) -> str:
+  """The stage-1 path `config.warmup_mode` names; "auto" is "sequential" on
+  one device and "vmap" (the chunk sharded over the devices) on several. On
+  one H100 a sequential pair-iteration took 13 ms against 18 ms per member of
+  a vmapped chunk; on this CPU sequential is ~2.8x faster (BUILD_NOTES)."""
+  mode = config.warmup_mode
+  if mode == "auto":
+    return "vmap" if distributed.data_mesh(config.num_devices).devices.size > 1 else "sequential"
+  if mode not in ("vmap", "sequential", "unrolled"):
+    raise ValueError(f"warmup_mode={mode!r}: use 'auto', 'vmap', 'sequential' or 'unrolled'.")
+  return mode
+
+
 def _networks_key(config) -> tuple:
   return (config.generator, config.learning_rate, tuple(config.betas),
           config.dp.clip_norm, config.batch_size, config.dp.noise_multiplier,
-          config.gp_weight, config.drift, config.warmup_mode, config.ema_decay)
+          config.gp_weight, config.drift, warmup_mode(config), config.ema_decay)
 
 
 _NETWORKS: dict[tuple, "Networks"] = {}
@@ -160,6 +173,7 @@ class Networks:
     # 8 ms for one pair's step on an H100). "unrolled": one compiled program
     # holding each member's own step. "sequential": the chunk as a list of
     # per-member states, `warm_single` called on each.
+    mode = warmup_mode(config)
     self.warm_single = jax.jit(warm)
     # The sequential path keeps each member's shard on the device for the
     # whole chunk and gathers its batches inside the step (`pos`: positions
@@ -167,15 +181,12 @@ class Networks:
     self.warm_gather = jax.jit(
         lambda g, ema, d, shard_x, shard_y, pos, key: warm(g, ema, d, shard_x[pos],
                                                            shard_y[pos], key))
-    if config.warmup_mode == "vmap":
+    if mode == "vmap":
       self.warm_iteration = jax.jit(jax.vmap(warm))
-    elif config.warmup_mode == "unrolled":
+    elif mode == "unrolled":
       self.warm_iteration = jax.jit(functools.partial(map_members, warm))
-    elif config.warmup_mode == "sequential":
-      self.warm_iteration = None
     else:
-      raise ValueError(f"warmup_mode={config.warmup_mode!r}: use 'vmap', 'sequential' "
-                       "or 'unrolled'.")
+      self.warm_iteration = None
     gen, disc, tx = self.gen, self.disc, self.tx
 
     def init_pair(key, k):

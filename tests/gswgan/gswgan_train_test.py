@@ -111,6 +111,27 @@ def test_bank_write_error_reaches_the_trainer(tmp_path, monkeypatch):
     bank.flush(1)
 
 
+def test_warmup_mode_auto_follows_the_device_count():
+  import jax
+  c = _config("mnist")
+  assert c.warmup_mode == "auto"  # The paper variants choose by device count.
+  assert train.warmup_mode(c) == ("vmap" if jax.device_count() > 1 else "sequential")
+  # Two (simulated) devices: the vmapped chunk, sharded over them.
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-c", "from experiments.configs import gswgan as g; "
+       "from jaxtiny.gswgan import train; print(train.warmup_mode(g.get_config('mnist')))"],
+      env=env, capture_output=True, text=True, check=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert out.stdout.strip() == "vmap", out.stderr[-2000:]
+  with c.unlocked():
+    c.warmup_mode = "parallel"
+  with pytest.raises(ValueError, match="warmup_mode='parallel': use 'auto'"):
+    train.warmup_mode(c)
+
+
 def test_budget_refused_or_capped_before_training():
   c = _config(target_epsilon=1e-3)
   with pytest.raises(accounting.PrivacyBudgetError, match="cannot be met"):
