@@ -172,12 +172,11 @@ class Networks:
     # weights become grouped convolutions: slow on CPU, and 18 ms per pair vs
     # 8 ms for one pair's step on an H100). "unrolled": one compiled program
     # holding each member's own step. "sequential": the chunk as a list of
-    # per-member states, `warm_single` called on each.
+    # per-member states, `warm_gather` called on each; it keeps each member's
+    # shard on the device for the whole chunk and gathers the batches inside
+    # the step (`pos`: positions in the shard), so no batch crosses from the
+    # host per iteration.
     mode = warmup_mode(config)
-    self.warm_single = jax.jit(warm)
-    # The sequential path keeps each member's shard on the device for the
-    # whole chunk and gathers its batches inside the step (`pos`: positions
-    # in the shard), so no batch crosses from the host per iteration.
     self.warm_gather = jax.jit(
         lambda g, ema, d, shard_x, shard_y, pos, key: warm(g, ema, d, shard_x[pos],
                                                            shard_y[pos], key))
