@@ -359,10 +359,10 @@ def _train_and_test(config, arch: arch_lib.Arch, name: str, splits: dict,
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  seeds_per_budget = final_seeds(config)  # Checked before anything is written.
   os.makedirs(workdir, exist_ok=True)
   fileio.atomic_write_json(os.path.join(workdir, "config.json"),
                            json.loads(config.to_json()))
-  seeds_per_budget = final_seeds(config)  # Checked before any work.
   splits = load_data(config)
   results = []
   for bi, budget in enumerate(_budgets(config)):
