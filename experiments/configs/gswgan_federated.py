@@ -21,7 +21,8 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       the default; 6.54 / 430 / 0.79 with "held"); DP-FedAvg-GAN IS 5.39 /
       FID 446 / 0.65 in 16 min (without the suite, which adds ~2 min per
       method; --config.eval_suite='' skips it). GS-WGAN alone: 18 min on a
-      quiet machine (local warm start and the suite included).
+      quiet machine (local warm start and the suite included); the whole
+      variant, both methods and the suite: 31 min 24 s.
       Non-IID: GS-WGAN at sigma=0 draws class-conditional digits (IS 8.30) in
       1,000 rounds; at sigma=0.1 it needs more rounds than 1,000
       (--config.rounds=3000; BUILD_NOTES.md).
