@@ -13,9 +13,9 @@ File traffic runs beside the training: writes go to one background thread
 (write-behind; a discriminator being written is served from memory until its
 file exists), and `prefetch(k)` loads the next step's discriminator on
 another. Saving one 13 MB discriminator takes ~45 ms with its fsync on this
-machine, against ~8 ms for a whole GS-WGAN iteration on an H100, so with a
-bank larger than the cache a synchronous stage 2 spent most of its time on
-files (bench.gswgan_step's bank rows). `flush` and `rollback` first wait for
+machine, against ~9 ms for a whole GS-WGAN iteration on an H100; there,
+with a quarter of the bank cached, synchronous files cost 47.8 ms per step
+and write-behind + prefetch 39.8 ms (bench.gswgan_step's bank rows). `flush` and `rollback` first wait for
 every write in flight, so what a checkpoint refers to is on disk when the
 checkpoint is written; a write error is raised in the training thread at the
 next bank call.
