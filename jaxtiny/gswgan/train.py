@@ -367,12 +367,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     k = int(rng.integers(config.num_discriminators))
     return k, shard_batches(shards[k], config.n_critic, config.batch_size, rng)
 
+  upcoming = draw(start + 1) if start < total_steps else None
   for step in range(start + 1, total_steps + 1):
     bank.current_step = step
-    k, idx = draw(step)
+    k, idx = upcoming
     d = bank.get(k)
     if step < total_steps:
-      bank.prefetch(draw(step + 1)[0])  # Loads while this step computes.
+      upcoming = draw(step + 1)
+      bank.prefetch(upcoming[0])  # Loads while this step computes.
     g, ema, d, m = nets.private_iteration(
         g, ema, d, jnp.asarray(_to_float(images[idx])), jnp.asarray(labels[idx]),
         jax.random.fold_in(k_loop, step))
