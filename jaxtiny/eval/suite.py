@@ -5,7 +5,11 @@ IS (reference LeNet), FID (LeNet features), MLP accuracy, CNN accuracy, Avg
 accuracy (12 scikit-learn models) and Calibrated accuracy (Avg generated / Avg
 real), writes `eval.json` and `eval_row.md` into `out_dir`, and resumes: the
 CNN trains in `out_dir/eval_cnn` (checkpointed) and finished scikit-learn rows
-are kept in `out_dir/eval_partial.json`. The real-data Avg that calibrates the
+are kept in `out_dir/eval_partial.json`. Those partial results belong to one
+generated set and protocol (`out_dir/eval_source.json`: the sha256 of the
+samples and labels, and `fast`); when either changes (a training run resumed
+for more steps rewrites its gen_data.npz, or `--fast` is dropped) they are
+discarded and recomputed, never reused. The real-data Avg that calibrates the
 last column is computed once per dataset and protocol and cached under
 `<data dir>/eval/`.
 
@@ -18,8 +22,10 @@ every output says `fast`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -44,6 +50,52 @@ INCEPTION_SKIPPED = ("skipped: no Inception-v3 weights file was given (the Image
                      "weights cannot be downloaded here; pass --inception_weights=<"
                      "pt_inception-2015-12-05-6726825d.pth> to compute it); FID is "
                      "reported on LeNet features only")
+
+
+SOURCE_MARKER = "eval_source.json"
+# Resumable results kept in out_dir while an evaluation runs (files or folders).
+PARTIAL_RESULTS = ("eval_partial.json", "eval_cnn", "eval_inception.partial.npz")
+
+
+def fingerprint(gen: generated_lib.GeneratedSet) -> str:
+  """sha256 of the samples and labels exactly as they are scored."""
+  h = hashlib.sha256()
+  for a in (gen.x, gen.y):
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def claim_out_dir(out_dir: str, digest: str, fast: bool,
+                  log: Callable[[str], None] = print) -> list[str]:
+  """Makes `out_dir`'s partial results belong to (digest, fast).
+
+  Partial results left by an evaluation of another generated set or under the
+  other protocol (or by a version that kept no marker) are removed, so they are
+  recomputed instead of silently reused. Returns the names removed.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  marker = os.path.join(out_dir, SOURCE_MARKER)
+  previous = _load_json(marker)
+  removed = []
+  if previous.get("sha256") != digest or previous.get("fast") != fast:
+    for name in PARTIAL_RESULTS:
+      path = os.path.join(out_dir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+      else:
+        continue
+      removed.append(name)
+    if removed:
+      what = ("a different generated set" if previous.get("sha256") != digest
+              else f"the {'fast' if previous.get('fast') else 'full'} protocol")
+      log(f"discarded partial results in {out_dir} ({', '.join(removed)}): they were "
+          f"computed for {what}; recomputing")
+  fileio.atomic_write_json(marker, {"sha256": digest, "fast": fast})
+  return removed
 
 
 def _sklearn_subset(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
@@ -115,7 +167,8 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   protocol = FAST if fast else FULL
   # Read (and validate) the weights now, not after an hour of other metrics.
   loaded = inception.load(inception_weights) if inception_weights else None
-  os.makedirs(out_dir, exist_ok=True)
+  digest = fingerprint(gen)
+  claim_out_dir(out_dir, digest, fast, log)
   # The full protocol needs its sample counts (a clear error otherwise); the
   # quick look uses what there is, up to its own counts.
   n_is, n_fid = protocol["is_samples"], protocol["fid_samples"]
@@ -159,6 +212,7 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   real_avg = float(np.mean(list(real.values())))
   record = {
       "dataset": dataset, "n_samples": int(len(gen.y)), "source": gen.path,
+      "source_sha256": digest,
       "is_mean": quality["is_mean"], "is_std": quality["is_std"],
       "is_samples": quality["is_samples"],
       "fid_lenet": quality["fid_lenet"], "fid_samples": quality["fid_samples"],

@@ -9,6 +9,7 @@ import pytest
 
 from helpers import require_prepared, run_python
 from jaxtiny import data
+from jaxtiny.eval import generated
 from jaxtiny.eval import suite
 
 
@@ -103,6 +104,51 @@ def test_missing_classifier_names_the_training_command(tmp_path):
       in out.stderr
 
 
+def _write_partials(out):
+  (out / "eval_partial.json").write_text(json.dumps({"per_model": {"MLP": 0.5}, "fast": True}))
+  (out / "eval_cnn").mkdir(exist_ok=True)
+  (out / "eval_cnn" / "ckpt_1.npz").write_bytes(b"x")
+  np.savez(out / "eval_inception.partial.npz", done=np.array(1), total=np.array(2))
+
+
+def test_partial_results_of_another_set_or_protocol_are_discarded(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.random((20, 28, 28, 1), dtype=np.float32)
+  y = np.arange(20, dtype=np.int32) % 10
+  digest = suite.fingerprint(generated.GeneratedSet(x, y, "a.npz"))
+  # The fingerprint is of the content, not of the file name.
+  assert digest == suite.fingerprint(generated.GeneratedSet(x.copy(), y.copy(), "b.npz"))
+  x2 = x.copy()
+  x2[3, 10, 10, 0] += 1e-3
+  y2 = y.copy()
+  y2[0] = 1
+  others = {suite.fingerprint(generated.GeneratedSet(x2, y, "a.npz")),
+            suite.fingerprint(generated.GeneratedSet(x, y2, "a.npz"))}
+  assert digest not in others and len(others) == 2
+  out = tmp_path / "eval"
+  logs = []
+  assert suite.claim_out_dir(str(out), digest, True, logs.append) == []
+  _write_partials(out)
+  # Same set and protocol: an interrupted evaluation resumes from its partials.
+  assert suite.claim_out_dir(str(out), digest, True, logs.append) == []
+  assert (out / "eval_cnn" / "ckpt_1.npz").exists() and not logs
+  # Another set: everything partial goes, and the log says why.
+  removed = suite.claim_out_dir(str(out), others.pop(), True, logs.append)
+  assert sorted(removed) == sorted(suite.PARTIAL_RESULTS)
+  assert not any((out / n).exists() for n in suite.PARTIAL_RESULTS)
+  assert "different generated set" in logs[-1]
+  # The other protocol (fast -> full) on the same set.
+  digest = json.loads((out / suite.SOURCE_MARKER).read_text())["sha256"]
+  _write_partials(out)
+  assert sorted(suite.claim_out_dir(str(out), digest, False, logs.append)) == sorted(
+      suite.PARTIAL_RESULTS)
+  assert "fast protocol" in logs[-1]
+  # Partials without a marker (an older version's) are not trusted either.
+  _write_partials(out)
+  (out / suite.SOURCE_MARKER).unlink()
+  assert len(suite.claim_out_dir(str(out), digest, False, logs.append)) == 3
+
+
 @pytest.mark.slow
 def test_fast_evaluation_end_to_end(tmp_path):
   """--fast on 2,000 real test images posing as generated data, with a quick
@@ -132,3 +178,12 @@ def test_fast_evaluation_end_to_end(tmp_path):
   # IS over 10 splits of 200 samples (fast mode on 2,000 samples).
   assert record["is_mean"] > 6 and 0.7 < record["calibrated_acc"] < 1.2
   assert (run / "eval_row.md").read_text().count("|") > 10
+  # A run resumed for more steps rewrites gen_data.npz: the second evaluation
+  # must not reuse the first one's CNN or scikit-learn results.
+  np.savez(run / "gen_data.npz", x=x[2000:4000].astype(np.float32) / 255.0, y=y[2000:4000])
+  out = run_python(["-m", "experiments.evaluate", f"--gen={run}", "--dataset=mnist", "--fast"],
+                   env={"JAXTINY_DATA": str(data_dir)}, timeout=1800)
+  assert "discarded partial results" in out.stdout + out.stderr
+  second = json.loads((run / "eval.json").read_text())
+  assert second["source_sha256"] != record["source_sha256"]
+  assert second["per_model"] != record["per_model"]
