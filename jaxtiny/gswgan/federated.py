@@ -616,6 +616,9 @@ def _train_method(runner: _Common, rounds: int) -> dict:
   state = runner.init_state()
   participations = np.zeros(runner.part.num_users, np.int64)
   start = checkpoint.latest_step(ckpt_dir)
+  ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
+                                 c.dp.target_epsilon or None)
+  ledger.verify_resume(start or 0)  # A resumed run keeps its privacy settings.
   if start is not None:
     (state, participations, payload), _, start = checkpoint.restore(
         ckpt_dir, (state, participations, runner.payload))
@@ -626,8 +629,6 @@ def _train_method(runner: _Common, rounds: int) -> dict:
   t_prepare = time.time()
   runner.prepare()
   prepare_s = time.time() - t_prepare
-  ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
-                                 c.dp.target_epsilon or None)
   writer = metrics_lib.MetricWriter(runner.dir, resume_step=start or None)
   progress = metrics_lib.Progress(rounds, start, desc=f"{runner.name} rounds",
                                   interval=c.progress_interval_s)

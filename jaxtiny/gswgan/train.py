@@ -312,6 +312,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   os.makedirs(workdir, exist_ok=True)
   config = resolve_noise(config)
   total_steps = planned_steps(config)  # Fails before any work if the budget is impossible.
+  settings = _settings(config)
+  ledger = accounting.PrivacyLedger(workdir, settings,
+                                    config.dp.target_epsilon or None)
+  # A resumed run must keep the privacy settings its ledger recorded.
+  ledger.verify_resume(checkpoint.latest_step(os.path.join(workdir, "checkpoints")) or 0)
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
   images, labels = data.load(config.dataset, "train", config.data_dir)
@@ -330,9 +335,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   root = jax.random.key(config.seed)
   k_bank, k_gen, k_loop, k_sample = jax.random.split(root, 4)
   nets = get_networks(config)
-  settings = _settings(config)
-  ledger = accounting.PrivacyLedger(workdir, settings,
-                                    config.dp.target_epsilon or None)
   eps_planned = ledger.epsilon(total_steps)
   print(f"GS-WGAN on {config.dataset}: K={config.num_discriminators}, "
         f"B={config.batch_size}, T={total_steps}, sigma={settings.noise_multiplier}: "

@@ -45,6 +45,44 @@ class PrivacyBudgetError(ValueError):
   """A requested privacy budget cannot be met with the given settings."""
 
 
+class LedgerMismatchError(ValueError):
+  """A run would resume under other privacy-relevant settings than it used."""
+
+
+def verify_resume(path: str, current: dict, resumed_at: int, unit: str) -> None:
+  """Refuses to resume a run whose privacy-relevant settings changed.
+
+  The ledgers account a run as `resumed_at + more` compositions of one
+  mechanism; after a change of sigma, B, K, the sampling or delta midway that
+  number would be wrong (too small when, say, sigma went up). So when a run
+  resumes after `resumed_at` > 0 released steps (or rounds), the ledger at
+  `path` must exist and record exactly the `current` settings.
+
+  Raises:
+    LedgerMismatchError: the ledger is missing, unreadable or records other
+      settings; the message lists them and says what to do.
+  """
+  if resumed_at <= 0:
+    return
+  fix = ("resume with the recorded settings, or start a new --workdir (the ledger "
+         "composes one mechanism over the whole run and cannot account a change "
+         "midway)")
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+  except (OSError, ValueError) as e:
+    raise LedgerMismatchError(
+        f"cannot resume after {unit} {resumed_at}: the privacy ledger {path} is "
+        f"missing or unreadable ({e}), so the privacy already spent is unknown; "
+        "start a new --workdir.") from None
+  changed = [f"{k}: {recorded.get(k)!r} in the ledger, {v!r} now"
+             for k, v in current.items() if recorded.get(k) != v]
+  if changed:
+    raise LedgerMismatchError(
+        f"cannot resume after {unit} {resumed_at} with other privacy settings than "
+        f"the run used ({'; '.join(changed)}; ledger {path}): {fix}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class DpSettings:
   """The privacy-relevant settings of a GS-WGAN run.
@@ -203,15 +241,25 @@ class PrivacyLedger:
     return compute_epsilon(s.accountant, s.noise_multiplier,
                            s.num_discriminators, s.batch_size, steps, s.delta)
 
+  def settings_entry(self) -> dict:
+    """The privacy-relevant settings as the ledger records them."""
+    s = self.settings
+    return {"accountant": s.accountant, "noise_multiplier": s.noise_multiplier,
+            "discriminators": s.num_discriminators, "batch_size": s.batch_size,
+            "delta": s.delta}
+
+  def verify_resume(self, steps: int) -> None:
+    """Raises LedgerMismatchError unless the ledger of a run resumed after
+    `steps` generator steps records these settings (see `verify_resume`)."""
+    verify_resume(self.path, self.settings_entry(), steps, "generator step")
+
   def record(self, steps: int) -> dict:
     """Computes epsilon after `steps` generator steps and writes the ledger."""
     s = self.settings
     eps = self.epsilon(steps)
     other = "paper" if s.accountant == "strict" else "strict"
     entry = {
-        "accountant": s.accountant, "noise_multiplier": s.noise_multiplier,
-        "discriminators": s.num_discriminators, "batch_size": s.batch_size,
-        "steps": int(steps), "delta": s.delta,
+        **self.settings_entry(), "steps": int(steps),
         "epsilon": eps if math.isfinite(eps) else "inf",
         "target_epsilon": self.target_epsilon,
         f"epsilon_{other}_accountant": _finite(compute_epsilon(

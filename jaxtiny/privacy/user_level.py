@@ -189,16 +189,26 @@ class UserLedger:
     self.sensitivity = sensitivity
     self.target_epsilon = target_epsilon
 
+  def settings_entry(self) -> dict:
+    """The privacy-relevant settings as the ledger records them."""
+    s = self.settings
+    return {"accountant": "user_level", "sampling": s.sampling,
+            "sampling_probability": s.sampling_probability,
+            "users": s.num_users, "noise_multiplier": s.noise_multiplier,
+            "upload_norm_bound": self.sensitivity, "delta": s.delta}
+
+  def verify_resume(self, rounds: int) -> None:
+    """Raises accounting.LedgerMismatchError unless the ledger of a run resumed
+    after `rounds` rounds records these settings."""
+    accounting.verify_resume(self.path, self.settings_entry(), rounds, "round")
+
   def record(self, rounds: int, max_participations: int) -> dict:
     """Computes both epsilons after `rounds` and writes the ledger."""
     s = self.settings
     entry = {
-        "accountant": "user_level", "sampling": s.sampling,
-        "sampling_probability": s.sampling_probability,
-        "users": s.num_users, "noise_multiplier": s.noise_multiplier,
-        "upload_norm_bound": self.sensitivity,
+        **self.settings_entry(),
         "noise_std_per_coordinate": s.noise_multiplier * self.sensitivity,
-        "rounds": int(rounds), "delta": s.delta,
+        "rounds": int(rounds),
         "epsilon": _finite(compute_epsilon(s, rounds)),
         "max_participations": int(max_participations),
         "epsilon_vs_server": _finite(epsilon_vs_server(s, max_participations)),

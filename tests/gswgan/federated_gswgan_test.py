@@ -16,6 +16,7 @@ from helpers import train_quick_classifier
 from jaxtiny.gswgan import federated
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
+from jaxtiny.privacy import accounting
 from jaxtiny.privacy import sanitizer
 from jaxtiny.privacy import user_level
 from jaxtiny.train import checkpoint
@@ -262,6 +263,11 @@ def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
       federated.train_and_evaluate(c, str(tmp_path / "resumed"))
   calls.update(n=0, crash_at=0)
+  # Other privacy settings on resume (here the sampling rate) are refused:
+  # the ledger would account the whole run at the new rate.
+  with pytest.raises(accounting.LedgerMismatchError,
+                     match=r"round 4 .*sampling_probability: 0.5 in the ledger, 0.25 now"):
+    federated.train_and_evaluate(_config(sampling_rate=0.25), str(tmp_path / "resumed"))
   resumed = federated.train_and_evaluate(c, str(tmp_path / "resumed"))
   for m in ("gswgan", "fedavg_gan"):
     with np.load(tmp_path / "full" / m / "gen_data.npz") as a, \

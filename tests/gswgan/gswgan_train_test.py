@@ -187,6 +187,13 @@ def test_smoke_run_and_resume_after_crash(tmp_path, monkeypatch):
     train.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert json.loads((tmp_path / "resumed" / "privacy.json").read_text())["steps"] == 3
   monkeypatch.setattr(checkpoint, "save", real_save)
+  # Resuming under more noise would account all 6 steps at the new sigma: refused,
+  # before anything in the workdir is rewritten.
+  config_json = (tmp_path / "resumed" / "config.json").read_text()
+  with pytest.raises(accounting.LedgerMismatchError,
+                     match=r"step 3 .*noise_multiplier: 1.07 in the ledger, 2.0 now"):
+    train.train_and_evaluate(_config(noise_multiplier=2.0), str(tmp_path / "resumed"))
+  assert (tmp_path / "resumed" / "config.json").read_text() == config_json
   train.train_and_evaluate(config, str(tmp_path / "resumed"))
   with np.load(tmp_path / "resumed" / "gen_data.npz") as f:
     np.testing.assert_array_equal(f["x"], x)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -92,3 +93,23 @@ def test_cli_json_and_calibration():
   bad = run_python(["-m", "jaxtiny.privacy.accounting", "--noise_multiplier=1",
                     "--delta=2"], check=False)
   assert bad.returncode == 2 and "delta=2.0 must be in (0, 1)" in bad.stderr
+
+
+def test_resume_is_refused_unless_the_ledger_records_the_same_settings(tmp_path):
+  settings = accounting.DpSettings(noise_multiplier=1.07, num_discriminators=1000,
+                                   batch_size=32, delta=1e-5, accountant="strict")
+  ledger = accounting.PrivacyLedger(str(tmp_path), settings)
+  # Nothing released yet: nothing to check, whatever is (not) on disk.
+  ledger.verify_resume(0)
+  with pytest.raises(accounting.LedgerMismatchError, match="missing or unreadable"):
+    ledger.verify_resume(100)
+  ledger.record(100)
+  ledger.verify_resume(100)
+  for change in ({"noise_multiplier": 1.5}, {"batch_size": 16}, {"num_discriminators": 10},
+                 {"delta": 1e-6}, {"accountant": "paper"}):
+    other = accounting.PrivacyLedger(str(tmp_path), dataclasses.replace(settings, **change))
+    (name,) = change
+    key = {"num_discriminators": "discriminators"}.get(name, name)
+    with pytest.raises(accounting.LedgerMismatchError, match=f"{key}: "):
+      other.verify_resume(100)
+    other.verify_resume(0)  # A fresh start in the same workdir is not a resume.
