@@ -37,7 +37,8 @@ Variants (the part after ':'):
                   epochs, then 100 epochs of source CE + 1.0 x target entropy.
                   Paper: 81% -> 88%. Needs the CelebA files (see
                   jaxtiny/data/celeba.py) under $JAXTINY_DATA/celeba or
-                  --config.celeba_dir; a GPU-scale run (about 100,000 steps
+                  --config.celeba_dir, or TFDS celeb_a prepared under
+                  $TFDS_DATA_DIR / --config.tfds_dir; a GPU-scale run (about 100,000 steps
                   per seed), not measured here.
   smoke           the toy with a few hundred steps (tests).
 Append ',smoke' to a Colored MNIST variant (or to celeba: a tiny CelebA-format
@@ -98,6 +99,9 @@ def _celeba(smoke: bool) -> ml_collections.ConfigDict:
   c.kind = "celeba"
   c.data_dir = ""
   c.celeba_dir = ""          # Default: $JAXTINY_DATA/celeba.
+  # Prepared TFDS celeb_a, used when the official files are absent. Default:
+  # $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+  c.tfds_dir = ""
   c.seed = 0
   c.seeds = 5
   c.label = "Male"

@@ -13,14 +13,27 @@ These are the files of the official release (Google Drive "Align&Cropped
 Images" and "Anno"/"Eval" folders). Images are centre-cropped to 178x178,
 resized to `size` x `size` (bilinear) and scaled to [-1, 1]; the decoded
 arrays are cached as .npy next to the images so later runs skip decoding.
+
+Or TFDS's `celeb_a`, already prepared (`tfds build celeb_a`, either file
+format: TFRecord, TensorFlow's default, or ArrayRecord) under
+`--config.tfds_dir` / `$TFDS_DATA_DIR` / `~/tensorflow_datasets`; it is read
+without TensorFlow and without a download. TFDS stores the original JPEG
+bytes and keys each record by its file name, in an order fixed by a salted
+hash of that name; the reader inverts that order, so both sources give the
+same rows in the same order (official file order) and the same pixels, and a
+run picks the same images from either. `open_source` takes the official
+files when present, TFDS otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import json
 import os
-from typing import Sequence
+import struct
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -107,9 +120,11 @@ def read_annotations(root: str) -> Annotations:
                      np.asarray([part[fn] for fn in files], np.int8))
 
 
-def _decode(path: str, size: int) -> np.ndarray:
+def _decode(path_or_bytes: str | bytes, size: int) -> np.ndarray:
   from PIL import Image
-  with Image.open(path) as im:
+  if isinstance(path_or_bytes, bytes):
+    path_or_bytes = io.BytesIO(path_or_bytes)
+  with Image.open(path_or_bytes) as im:
     im = im.convert("RGB")
     w, h = im.size
     side = min(w, h)
@@ -141,10 +156,267 @@ def load_images(root: str, filenames: Sequence[str], size: int = 32
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
-  import io
   buf = io.BytesIO()
   np.save(buf, a)
   return buf.getvalue()
+
+
+# ------------------------------------------------------------------ TFDS --
+
+TFDS_NAME = "celeb_a"
+TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
+# The official partition is three runs of consecutive file numbers.
+OFFICIAL_SPLIT_SIZES = {"train": 162770, "validation": 19867, "test": 19962}
+
+
+def default_tfds_dir(tfds_dir: str | None = None) -> str:
+  return os.path.expanduser(tfds_dir or os.environ.get("TFDS_DATA_DIR")
+                            or os.path.join("~", "tensorflow_datasets"))
+
+
+def tfds_version_dir(tfds_dir: str, name: str = TFDS_NAME) -> str | None:
+  """`<tfds_dir>/<name>/<highest prepared version>`, or None."""
+  base = os.path.join(tfds_dir, name)
+  if not os.path.isdir(base):
+    return None
+  def version(v):
+    try:
+      return tuple(int(x) for x in v.split("."))
+    except ValueError:
+      return None
+  done = [v for v in os.listdir(base) if version(v) is not None
+          and os.path.exists(os.path.join(base, v, "dataset_info.json"))]
+  return os.path.join(base, max(done, key=version)) if done else None
+
+
+def _tfrecord_offsets(path: str) -> list[tuple[int, int]]:
+  """(offset, length) of every record's payload in a TFRecord file.
+
+  Framing per record: uint64 length, uint32 masked CRC of the length, the
+  payload, uint32 masked CRC of the payload (little-endian). The CRCs are
+  not checked (no CRC32C in the standard library); a truncated file is.
+  """
+  out, size = [], os.path.getsize(path)
+  with open(path, "rb") as f:
+    pos = 0
+    while pos < size:
+      head = f.read(12)
+      if len(head) < 12:
+        raise CelebAError(f"{path}: truncated TFRecord header at byte {pos}; "
+                          "the TFDS files are damaged, prepare them again.")
+      (n,) = struct.unpack("<Q", head[:8])
+      if pos + 12 + n + 4 > size:
+        raise CelebAError(f"{path}: record at byte {pos} runs past the end of "
+                          "the file; the TFDS files are damaged, prepare "
+                          "them again.")
+      out.append((pos + 12, n))
+      pos += 12 + n + 4
+      f.seek(pos)
+  return out
+
+
+class _ShardReader:
+  """Reads records by position from one TFDS shard (TFRecord or ArrayRecord)."""
+
+  def __init__(self, path: str, file_format: str):
+    self.path, self.format = path, file_format
+    if file_format == "tfrecord":
+      self._offsets = _tfrecord_offsets(path)
+    elif file_format == "array_record":
+      from array_record.python import array_record_module
+      self._reader = array_record_module.ArrayRecordReader(path)
+    else:
+      raise CelebAError(f"{path}: TFDS file format {file_format!r} is not "
+                        "readable here; prepare celeb_a as tfrecord or "
+                        "array_record.")
+
+  def __len__(self) -> int:
+    if self.format == "tfrecord":
+      return len(self._offsets)
+    return self._reader.num_records()
+
+  def read(self, positions: Sequence[int]) -> list[bytes]:
+    if self.format == "array_record":
+      return list(self._reader.read(list(positions)))
+    with open(self.path, "rb") as f:
+      out = []
+      for i in positions:
+        off, n = self._offsets[i]
+        f.seek(off)
+        out.append(f.read(n))
+      return out
+
+
+def _tfds_info(version_dir: str) -> dict:
+  with open(os.path.join(version_dir, "dataset_info.json")) as f:
+    return json.load(f)
+
+
+def _shard_paths(version_dir: str, info: dict, split: str
+                 ) -> tuple[str, list[str], list[int]]:
+  from tensorflow_datasets.core import naming
+  fmt = info.get("fileFormat", "tfrecord")
+  split_info = [s for s in info.get("splits", []) if s["name"] == split]
+  if not split_info:
+    raise CelebAError(f"{version_dir}: no {split!r} split in "
+                      "dataset_info.json; prepare celeb_a again.")
+  lengths = [int(n) for n in split_info[0]["shardLengths"]]
+  template = naming.ShardedFileTemplate(
+      data_dir=version_dir, dataset_name=info["name"], split=split,
+      filetype_suffix=fmt,
+      template=split_info[0].get("filepathTemplate")
+      or naming.DEFAULT_FILENAME_TEMPLATE)
+  paths = [os.fspath(p) for p in template.sharded_filepaths(len(lengths))]
+  return fmt, paths, lengths
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """CelebA rows (official file order) and a way to get their pixels."""
+  annotations: Annotations
+  origin: str
+  _images: Callable[[np.ndarray, int], np.ndarray]
+
+  def images(self, indices: Sequence[int], size: int = 32) -> np.ndarray:
+    """uint8 [len(indices), size, size, 3] for annotation rows `indices`."""
+    return self._images(np.asarray(indices, np.int64), size)
+
+
+def files_source(root: str) -> Source:
+  ann = read_annotations(root)
+  return Source(ann, f"official files ({root})",
+                lambda idx, size: load_images(
+                    root, [ann.filenames[i] for i in idx], size))
+
+
+def tfds_source(version_dir: str, cache_dir: str | None = None) -> Source:
+  """CelebA from a prepared TFDS `celeb_a` folder (`.../celeb_a/2.1.0`).
+
+  Reads every record's attributes once (the image bytes are not decoded) and
+  caches them with the record locations in `cache_dir` (default: the
+  version folder when writable), keyed by dataset_info.json.
+  """
+  from tensorflow_datasets.core import hashing
+  from tensorflow_datasets.proto import tf_example_pb2
+  try:
+    info = _tfds_info(version_dir)
+  except (OSError, ValueError) as e:
+    raise CelebAError(f"{version_dir}/dataset_info.json cannot be read ({e}); "
+                      "prepare celeb_a again.") from None
+  cache_dir = cache_dir or version_dir
+  key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
+  cache = os.path.join(cache_dir, f"jaxtiny_annotations_{key[:16]}.npz")
+  shards = {}                              # split -> (format, paths, lengths)
+  for split, _ in TFDS_SPLITS:
+    shards[split] = _shard_paths(version_dir, info, split)
+  readers: dict[str, _ShardReader] = {}
+
+  def reader(split, shard):
+    fmt, paths, _ = shards[split]
+    if paths[shard] not in readers:
+      if not os.path.exists(paths[shard]):
+        raise CelebAError(f"{paths[shard]} is listed in dataset_info.json but "
+                          "missing; prepare celeb_a again.")
+      readers[paths[shard]] = _ShardReader(paths[shard], fmt)
+    return readers[paths[shard]]
+
+  if os.path.exists(cache):
+    with np.load(cache) as z:
+      names, attrs = tuple(str(n) for n in z["attr_names"]), z["attrs"]
+      partition, loc = z["partition"], z["loc"]
+  else:
+    rows, loc, partition, names = [], [], [], None
+    for split, part in TFDS_SPLITS:
+      # Stored position -> official position within the split: TFDS sorts
+      # the records by the salted hash of their key (the file name).
+      n = sum(shards[split][2])
+      offset = sum(int(sum(shards[s][2])) for s, p in TFDS_SPLITS if p < part)
+      files = [f"{offset + j + 1:06d}.jpg" for j in range(n)]
+      official = sorted(range(n), key=lambda j, h=hashing.Hasher(split):
+                        h.hash_key(files[j]))
+      split_rows = [None] * n
+      split_loc = [None] * n
+      stored = 0
+      for shard, length in enumerate(shards[split][2]):
+        r = reader(split, shard)
+        if len(r) != length:
+          raise CelebAError(f"{r.path}: {len(r)} records, dataset_info.json "
+                            f"says {length}; prepare celeb_a again.")
+        for pos, rec in enumerate(r.read(range(length))):
+          ex = tf_example_pb2.Example.FromString(rec)
+          feat = ex.features.feature
+          if names is None:
+            names = tuple(sorted(k.split("/", 1)[1] for k in feat
+                                 if k.startswith("attributes/")))
+            if not names or "image" not in feat:
+              raise CelebAError(f"{r.path}: records have no image/attributes "
+                                "features; is this TFDS's celeb_a?")
+          j = official[stored]
+          split_rows[j] = [int(feat["attributes/" + a].int64_list.value[0])
+                           for a in names]
+          split_loc[j] = (part, shard, pos)
+          stored += 1
+      rows += split_rows
+      loc += split_loc
+      partition += [part] * n
+    attrs = np.asarray(rows, np.int8)
+    partition, loc = np.asarray(partition, np.int8), np.asarray(loc, np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, attr_names=np.asarray(names), attrs=attrs,
+             partition=partition, loc=loc)
+    try:
+      fileio.atomic_write_bytes(cache, buf.getvalue())
+    except OSError:
+      pass                                 # A read-only folder is fine.
+  files = tuple(f"{i + 1:06d}.jpg" for i in range(len(partition)))
+  ann = Annotations(files, names, attrs, partition)
+  split_of = {p: s for s, p in TFDS_SPLITS}
+
+  def images(idx: np.ndarray, size: int) -> np.ndarray:
+    key = hashlib.sha256(idx.tobytes() + f"|{size}".encode()).hexdigest()
+    img_cache = os.path.join(cache_dir, f"jaxtiny_{size}px_{key[:16]}.npy")
+    if os.path.exists(img_cache):
+      return np.load(img_cache)
+    out = np.empty((len(idx), size, size, 3), np.uint8)
+    by_shard: dict[tuple[int, int], list[int]] = {}
+    for k, i in enumerate(idx):
+      by_shard.setdefault((int(loc[i, 0]), int(loc[i, 1])), []).append(k)
+    for (part, shard), ks in sorted(by_shard.items()):
+      recs = reader(split_of[part], shard).read([int(loc[idx[k], 2]) for k in ks])
+      for k, rec in zip(ks, recs):
+        ex = tf_example_pb2.Example.FromString(rec)
+        out[k] = _decode(bytes(ex.features.feature["image"].bytes_list.value[0]),
+                         size)
+    try:
+      fileio.atomic_write_bytes(img_cache, _npy_bytes(out))
+    except OSError:
+      pass
+    return out
+
+  return Source(ann, f"TFDS {info.get('name', TFDS_NAME)} "
+                f"{info.get('version', '?')} ({version_dir})", images)
+
+
+def open_source(root: str, tfds_dir: str | None = None,
+                cache_dir: str | None = None) -> Source:
+  """The official files under `root` if present, else prepared TFDS celeb_a."""
+  missing = [name for name in (ATTR_FILE, PARTITION_FILE, IMAGE_DIR)
+             if not os.path.exists(os.path.join(root, name))]
+  if not missing:
+    return files_source(root)
+  tdir = default_tfds_dir(tfds_dir)
+  version_dir = tfds_version_dir(tdir)
+  if version_dir is not None:
+    return tfds_source(version_dir, cache_dir)
+  raise CelebAError(
+      f"CelebA not found. Official files: nothing usable under {root} "
+      f"(missing {', '.join(missing)}); put {IMAGE_DIR}/ (the aligned & "
+      f"cropped JPEGs, 000001.jpg ...), {ATTR_FILE} and {PARTITION_FILE} "
+      "there, or pass --config.celeba_dir=DIR. TFDS: no prepared "
+      f"{TFDS_NAME} under {tdir} (`tfds build {TFDS_NAME}` on a machine "
+      "with network access prepares it; then copy the folder, or pass "
+      "--config.tfds_dir=DIR). CelebA cannot be downloaded by this project "
+      "(no network); get it from the CelebA website.")
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -63,7 +63,9 @@ def _counts(pairs) -> dict:
 
 def load_splits(config) -> dict:
   root = config.celeba_dir or celeba.default_root(config.data_dir or None)
-  ann = celeba.read_annotations(root)
+  source = celeba.open_source(root, config.get("tfds_dir") or None)
+  print(f"CelebA from {source.origin}", flush=True)
+  ann = source.annotations
   rng = np.random.default_rng(config.seed)
   src = celeba.group_indices(ann, config.label, config.spurious,
                              _counts(config.source_groups), "train", rng)
@@ -74,10 +76,10 @@ def load_splits(config) -> dict:
   y, s = ann.attr(config.label), ann.attr(config.spurious)
 
   def split(idx):
-    x = celeba.to_float(celeba.load_images(
-        root, [ann.filenames[i] for i in idx], config.image_size))
+    x = celeba.to_float(source.images(idx, config.image_size))
     return x, y[idx].astype(np.int32), s[idx].astype(np.int32)
-  return {"source": split(src), "target": split(tgt), "test": split(test)}
+  return {"source": split(src), "target": split(tgt), "test": split(test),
+          "origin": source.origin}
 
 
 def _self_train(tx, params, src, tgt_x, key, epochs: int, batch: int,
@@ -117,6 +119,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   t0 = time.time()
   d = load_splits(config)
+  origin = d.pop("origin")
   src = tuple(jnp.asarray(a) for a in d["source"][:2])
   tgt_x = jnp.asarray(d["target"][0])
   test = tuple(jnp.asarray(a) for a in d["test"])
@@ -148,6 +151,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "per_seed": acc.tolist()}
 
   out = {"variant": config.variant, "seeds": int(config.seeds),
+         "data": origin,
          "sizes": {k: int(v[0].shape[0]) for k, v in d.items()},
          "source_only": summary(src_acc, src_groups),
          "self_trained": summary(st_acc, st_groups),
