@@ -25,7 +25,9 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       variant, both methods and the suite: 31 min 24 s.
       IID, GS-WGAN at --config.dp.noise_multiplier=0.03 --config.rounds=2000
       (epsilon 1.2e6): IS 7.98 / FID 138 / MLP 0.78 / CNN 0.81 / Avg 0.66, ahead
-      of the baseline's 1,000-round run on every column (BUILD_NOTES.md).
+      of the baseline's 1,000-round run on every column; the baseline at
+      --config.rounds=2000 (epsilon 1.1e7): IS 7.26 / FID 217 / MLP 0.82 /
+      CNN 0.85 / Avg 0.74, ahead on the classifier columns (BUILD_NOTES.md).
       Non-IID: GS-WGAN at sigma=0 draws class-conditional digits (IS 8.30) in
       1,000 rounds; at sigma=0.1 it needs more rounds than 1,000
       (--config.rounds=3000; BUILD_NOTES.md).
