@@ -55,9 +55,13 @@ def default_root(data_dir: str | None = None) -> str:
   return os.path.join(base, "celeba")
 
 
+def _missing_files(root: str) -> list[str]:
+  return [name for name in (ATTR_FILE, PARTITION_FILE, IMAGE_DIR)
+          if not os.path.exists(os.path.join(root, name))]
+
+
 def check_root(root: str) -> None:
-  missing = [name for name in (ATTR_FILE, PARTITION_FILE, IMAGE_DIR)
-             if not os.path.exists(os.path.join(root, name))]
+  missing = _missing_files(root)
   if missing:
     raise CelebAError(
         f"CelebA not found under {root}: missing {', '.join(missing)}. Put the "
@@ -400,8 +404,7 @@ def tfds_source(version_dir: str, cache_dir: str | None = None) -> Source:
 def open_source(root: str, tfds_dir: str | None = None,
                 cache_dir: str | None = None) -> Source:
   """The official files under `root` if present, else prepared TFDS celeb_a."""
-  missing = [name for name in (ATTR_FILE, PARTITION_FILE, IMAGE_DIR)
-             if not os.path.exists(os.path.join(root, name))]
+  missing = _missing_files(root)
   if not missing:
     return files_source(root)
   tdir = default_tfds_dir(tfds_dir)
