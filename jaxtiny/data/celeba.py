@@ -169,8 +169,6 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 TFDS_NAME = "celeb_a"
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
-# The official partition is three runs of consecutive file numbers.
-OFFICIAL_SPLIT_SIZES = {"train": 162770, "validation": 19867, "test": 19962}
 
 
 def default_tfds_dir(tfds_dir: str | None = None) -> str:
@@ -335,6 +333,8 @@ def tfds_source(version_dir: str, cache_dir: str | None = None) -> Source:
       # the records by the salted hash of their key (the file name).
       n = sum(shards[split][2])
       offset = sum(int(sum(shards[s][2])) for s, p in TFDS_SPLITS if p < part)
+      # The official partition numbers its files consecutively: train, then
+      # validation, then test.
       files = [f"{offset + j + 1:06d}.jpg" for j in range(n)]
       official = sorted(range(n), key=lambda j, h=hashing.Hasher(split):
                         h.hash_key(files[j]))
