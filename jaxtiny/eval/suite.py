@@ -3,10 +3,14 @@
 `evaluate(gen, dataset, out_dir)` computes, in the paper's column order:
 IS (reference LeNet), FID (LeNet features), MLP accuracy, CNN accuracy, Avg
 accuracy (12 scikit-learn models) and Calibrated accuracy (Avg generated / Avg
-real), writes `eval.json` and `eval_row.md` into `out_dir`, and resumes: the
-CNN trains in `out_dir/eval_cnn` (checkpointed) and finished scikit-learn rows
-are kept in `out_dir/eval_partial.json`. Those partial results belong to one
-generated set and protocol (`out_dir/eval_source.json`: the sha256 of the
+real), plus the within-class variety of the samples next to the real
+training set's (`intra_class_l2`, `real_intra_class_l2`: mean pixel distance
+between two samples of a class; a generator that ignores its latent scores
+near 0 however sharp its digits). It writes `eval.json` and `eval_row.md`
+into `out_dir` and resumes: the CNN trains in `out_dir/eval_cnn`
+(checkpointed) and finished scikit-learn rows are kept in
+`out_dir/eval_partial.json`. Those partial results belong to one generated set
+and protocol (`out_dir/eval_source.json`: the sha256 of the
 samples and labels, and `fast`); when either changes (a training run resumed
 for more steps rewrites its gen_data.npz, or `--fast` is dropped) they are
 discarded and recomputed, never reused. The real-data Avg that calibrates the
@@ -35,6 +39,7 @@ from jaxtiny import fileio
 from jaxtiny.eval import cnn
 from jaxtiny.eval import generated as generated_lib
 from jaxtiny.eval import inception
+from jaxtiny.eval import metrics
 from jaxtiny.eval import scores
 from jaxtiny.eval import sklearn_suite
 
@@ -145,6 +150,13 @@ def real_average(dataset: str, *, fast: bool, data_dir: Optional[str] = None,
                             partial_path=path, data_dir=data_dir, log=log)
 
 
+def real_intra_class_distance(dataset: str, data_dir: Optional[str] = None) -> float:
+  """`metrics.intra_class_distance` of the real training set in [0, 1] (the
+  reference for a generated set's within-class variety)."""
+  x, y = data.load(dataset, "train", data_dir)
+  return metrics.intra_class_distance(x.astype(np.float32) / 255.0, y)
+
+
 REAL_GENERATOR = "real data"
 
 
@@ -178,6 +190,11 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   quality = scores.sample_quality(gen, dataset, data_dir, is_samples=n_is,
                                   fid_samples=n_fid, classifier_path=classifier_path,
                                   log=log)
+  variety = {"intra_class_l2": metrics.intra_class_distance(gen.x, gen.y),
+             "real_intra_class_l2": real_intra_class_distance(dataset, data_dir)}
+  log(f"within-class variety (mean pixel L2 between two samples of a class): "
+      f"{variety['intra_class_l2']:.2f}, real training set "
+      f"{variety['real_intra_class_l2']:.2f}")
   if inception_weights:
     n_inc = protocol["inception_samples"]
     if fast:
@@ -217,7 +234,7 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
       "is_samples": quality["is_samples"],
       "fid_lenet": quality["fid_lenet"], "fid_samples": quality["fid_samples"],
       **standard, "fid_inception_note": inception_note,
-      "label_acc": quality["label_acc"],
+      "label_acc": quality["label_acc"], **variety,
       "mlp_acc": per_model[sklearn_suite.MLP], "cnn_acc": cnn_acc, "avg_acc": avg,
       "real_avg_acc": real_avg, "calibrated_acc": avg / real_avg,
       "per_model": per_model, "real_per_model": real, "fast": fast,

@@ -776,7 +776,7 @@ def _scores(config, gen_path: str) -> dict:
 
 
 SUITE_KEYS = ("is_mean", "fid_lenet", "label_acc", "mlp_acc", "cnn_acc", "avg_acc",
-              "calibrated_acc", "fast")
+              "calibrated_acc", "intra_class_l2", "real_intra_class_l2", "fast")
 
 
 def _suite(config, gen_path: str) -> tuple[dict, Optional[dict]]:
@@ -826,7 +826,7 @@ def _print_table(results: dict, methods) -> None:
   head = "| method | IS | FID (LeNet) | label acc | epsilon | upload B/user/round " \
          "| download B/user/round |"
   if suite_cols:
-    head += " MLP | CNN | Avg | Calibrated |"
+    head += " MLP | CNN | Avg | Calibrated | within-class L2 |"
   print(head)
   print("|---" * (head.count("|") - 1) + "|")
   for m in methods:
@@ -839,5 +839,11 @@ def _print_table(results: dict, methods) -> None:
     if suite_cols:
       e = r.get("eval_suite", {})
       row += "".join(f" {_fmt(e.get(k, '-'))} |"
-                     for k in ("mlp_acc", "cnn_acc", "avg_acc", "calibrated_acc"))
+                     for k in ("mlp_acc", "cnn_acc", "avg_acc", "calibrated_acc",
+                               "intra_class_l2"))
     print(row)
+  real = [results[m]["eval_suite"].get("real_intra_class_l2") for m in methods
+          if "eval_suite" in results[m]]
+  if suite_cols and real and real[0] is not None:
+    print(f"within-class L2: mean pixel distance between two samples of a class "
+          f"(0 = one image per class); real training set {real[0]:.3g}")

@@ -61,3 +61,47 @@ def test_bad_inputs_raise_clear_errors():
     metrics.inception_score(np.zeros(10))
   with pytest.raises(ValueError, match="mismatched"):
     metrics.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_intra_class_distance_known_values():
+  # One class: the corners of a unit square (pairwise distances 1 x4, sqrt(2) x2);
+  # the other: two points at distance 5. Mean over classes of the pair means.
+  square = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.float64)
+  pair = np.array([[0, 0], [3, 4]], np.float64)
+  x = np.concatenate([square, pair])
+  y = np.array([0, 0, 0, 0, 1, 1])
+  expected = ((4 + 2 * np.sqrt(2)) / 6 + 5.0) / 2
+  assert metrics.intra_class_distance(x, y) == pytest.approx(expected, rel=1e-12)
+  # Images are flattened; scaling the data scales the distance.
+  assert metrics.intra_class_distance(3 * x.reshape(6, 1, 2), y) == pytest.approx(
+      3 * expected, rel=1e-12)
+  # A class with a single sample is left out.
+  assert metrics.intra_class_distance(np.concatenate([x, [[9, 9]]]),
+                                      np.append(y, 2)) == pytest.approx(expected)
+
+
+def test_intra_class_distance_is_zero_for_a_collapsed_generator():
+  rng = np.random.default_rng(0)
+  prototypes = rng.uniform(size=(10, 28, 28))
+  y = np.repeat(np.arange(10), 50)
+  collapsed = prototypes[y]                     # One image per class.
+  assert metrics.intra_class_distance(collapsed, y) == pytest.approx(0.0, abs=1e-6)
+  varied = collapsed + rng.normal(scale=0.1, size=collapsed.shape)
+  # i.i.d. noise of std s per pixel: E||a - b|| ~ s sqrt(2 * 784).
+  assert metrics.intra_class_distance(varied, y) == pytest.approx(
+      0.1 * np.sqrt(2 * 784), rel=0.02)
+
+
+def test_intra_class_distance_subsamples_and_validates():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2000, 16))
+  y = np.zeros(2000, int)
+  full = metrics.intra_class_distance(x, y, per_class=2000)
+  sub = metrics.intra_class_distance(x, y, per_class=200, seed=3)
+  assert sub == metrics.intra_class_distance(x, y, per_class=200, seed=3)
+  assert sub != metrics.intra_class_distance(x, y, per_class=200, seed=4)
+  assert sub == pytest.approx(full, rel=0.03)
+  with pytest.raises(ValueError, match="at least two samples"):
+    metrics.intra_class_distance(x[:3], np.arange(3))
+  with pytest.raises(ValueError, match=r"labels must be \[N\]"):
+    metrics.intra_class_distance(x, y[:10])

@@ -177,6 +177,9 @@ def test_fast_evaluation_end_to_end(tmp_path):
   assert len(record["per_model"]) == 6 and record["cnn_acc"] > 0.8
   # IS over 10 splits of 200 samples (fast mode on 2,000 samples).
   assert record["is_mean"] > 6 and 0.7 < record["calibrated_acc"] < 1.2
+  # Real test digits vary within a class as much as the real training digits.
+  assert record["intra_class_l2"] == pytest.approx(record["real_intra_class_l2"], rel=0.05)
+  assert record["real_intra_class_l2"] > 5
   assert (run / "eval_row.md").read_text().count("|") > 10
   # A run resumed for more steps rewrites gen_data.npz: the second evaluation
   # must not reuse the first one's CNN or scikit-learn results.

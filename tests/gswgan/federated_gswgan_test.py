@@ -240,6 +240,8 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
     assert ev["calibrated_acc"] == pytest.approx(record["avg_acc"] / record["real_avg_acc"])
     for k in ("is_mean", "fid_lenet", "label_acc", "fid_samples"):
       assert res[m]["scores"][k] == record[k], k
+    assert ev["intra_class_l2"] == record["intra_class_l2"] > 0
+    assert ev["real_intra_class_l2"] == record["real_intra_class_l2"] > 0
 
 
 def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
