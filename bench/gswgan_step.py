@@ -47,6 +47,8 @@ _DEVICES = flags.DEFINE_list("devices", ["1", "2"],
                              "Simulated CPU device counts for the sharded warm-start chunk.")
 _TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu",
                                     "Device of the PyTorch baseline ('cpu' or 'cuda').")
+_WARM_VMAP = flags.DEFINE_bool("warm_vmap", True, "Also time the vmapped warm-start chunk "
+                                "(its first call compiles for minutes on a GPU).")
 _UNROLLED = flags.DEFINE_bool("unrolled", True, "Also time the unrolled warm-start chunk "
                               "(its compile time grows with --chunk).")
 _WARM_GENERATOR = flags.DEFINE_string("warm_generator", "dcgan",
@@ -117,12 +119,14 @@ def _stack(xs):
 
 
 def warmstart_times(chunk: int, iters: int, generator: str = "dcgan",
-                    unrolled: bool = True) -> dict[str, float]:
+                    unrolled: bool = True, vmapped: bool = True) -> dict[str, float]:
   warm, gs, ds, x, y, keys = _warm_setup(chunk, generator)
   g, d = _stack(gs), _stack(ds)
-  vm = jax.jit(jax.vmap(warm))
   single = jax.jit(warm)
-  t_vmap = _best(lambda: jax.block_until_ready(vm(g, g.params, d, x, y, keys)), iters, 2)
+  t_vmap = float("nan")
+  if vmapped:
+    vm = jax.jit(jax.vmap(warm))
+    t_vmap = _best(lambda: jax.block_until_ready(vm(g, g.params, d, x, y, keys)), iters, 2)
   t_seq = _best(lambda: jax.block_until_ready(
       [single(gs[i], gs[i].params, ds[i], x[i], y[i], keys[i]) for i in range(chunk)]),
       iters, 2)
@@ -138,8 +142,9 @@ def warmstart_times(chunk: int, iters: int, generator: str = "dcgan",
 def bank_step_times(generator: str, num_disc: int, num_steps: int) -> dict[str, float]:
   """Stage-2 steps (bank.get -> private iteration -> bank.put) with a bank of
   `num_disc` real discriminator states on disk and a cache holding a quarter
-  of them, as a paper-scale bank (13 GB) against a 4 GB cache. Modes: `memory`
-  (cache holds all: no file traffic), `sync` (every write waited for, no
+  of them, as a paper-scale bank (13 GB) against a 4 GB cache. Modes: `bare`
+  (one discriminator state passed from step to step, no bank: the compute
+  alone), `memory` (cache holds all: no file traffic), `sync` (every write waited for, no
   prefetch: the bank before write-behind) and `async` (write-behind + prefetch
   of the next step's discriminator, as the trainer runs it). ms per step."""
   import shutil  # pylint: disable=g-import-not-at-top
@@ -159,6 +164,12 @@ def bank_step_times(generator: str, num_disc: int, num_steps: int) -> dict[str, 
   draws = rng.integers(num_disc, size=num_steps + 2)
   jax.block_until_ready(it(g, g.params, d0, x, y, jax.random.key(2)))  # Compile.
   out = {}
+  d, gs, ema = jax.device_put(d0), g, g.params
+  t = time.perf_counter()
+  for step in range(1, num_steps + 1):
+    gs, ema, d, _ = it(gs, ema, d, x, y, jax.random.key(step))
+  jax.block_until_ready(gs)
+  out["bare"] = (time.perf_counter() - t) / num_steps * 1e3
   for mode in ("memory", "sync", "async"):
     root = tempfile.mkdtemp(prefix="gswgan_bank_bench_")
     try:
@@ -339,18 +350,20 @@ def main(argv):
           f"{j['gen_private']:7.1f} | {j['gen_plain']:7.1f} | "
           f"{j['gen_private'] / j['gen_plain']:10.2f} |", flush=True)
   w = warmstart_times(_CHUNK.value, max(1, _ITERS.value // 2), _WARM_GENERATOR.value,
-                      _UNROLLED.value)
+                      _UNROLLED.value, _WARM_VMAP.value)
   print(f"\nStage-1 warm-start, chunk of {_CHUNK.value} {_WARM_GENERATOR.value} pairs, "
         "ms per chunk iteration:")
   print(f"| vmap {w['vmap']:.0f} | sequential {w['sequential']:.0f} | "
-        f"unrolled {w['unrolled']:.0f} | throughput vs sequential: vmap "
+        f"unrolled {w['unrolled']:.0f} | sequential per pair "
+        f"{w['sequential'] / _CHUNK.value:.1f} | throughput vs sequential: vmap "
         f"{w['sequential'] / w['vmap']:.2f}x, unrolled {w['sequential'] / w['unrolled']:.2f}x |")
   if _BANK_K.value:
     b = bank_step_times(_WARM_GENERATOR.value, _BANK_K.value, _BANK_STEPS.value)
     print(f"\nStage 2 with a bank of {_BANK_K.value} discriminators ({b['mb']:.1f} MB each) "
           f"on disk, a quarter cached; {_WARM_GENERATOR.value} generator, ms per step:")
-    print(f"| all in memory {b['memory']:.0f} | synchronous files {b['sync']:.0f} | "
-          f"write-behind + prefetch {b['async']:.0f} | sync/async {b['sync'] / b['async']:.2f}x |")
+    print(f"| no bank (compute) {b['bare']:.1f} | all in memory {b['memory']:.1f} | "
+          f"synchronous files {b['sync']:.1f} | write-behind + prefetch {b['async']:.1f} | "
+          f"memory/bare {b['memory'] / b['bare']:.2f}x | sync/async {b['sync'] / b['async']:.2f}x |")
   times = {int(n): _sharded_in_subprocess(_CHUNK.value, max(1, _ITERS.value // 2), int(n))
            for n in _DEVICES.value}
   if times:

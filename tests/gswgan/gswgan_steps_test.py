@@ -61,8 +61,11 @@ def test_custom_vjp_equals_vmap_reference(nets, sigma):
   args = (g.params, g.model_state, d.params, d.model_state, key)
   grads = grad_fn(*args)
   sanitized, ref = reference(*args)
+  # Two programs sum in different orders: elements near zero differ by a few
+  # float32 ulps of the leaf's largest entry (1.8e-7 on an H200, where the
+  # leaf's max is ~2), so the absolute tolerance scales with the leaf.
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref)):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6 * float(np.max(np.abs(b))))
   norms = sanitizer.per_example_norms(sanitized)
   if sigma == 0:
     np.testing.assert_allclose(norms, 1.0 / B, rtol=1e-5)
