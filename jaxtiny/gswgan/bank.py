@@ -23,7 +23,10 @@ next bank call.
 The cache holds states where the training step left them (on an accelerator:
 in its memory, so `cache_bytes` is device memory): on an H100 the 13 MB
 host -> device -> host round trip of a host-side cache cost ~22 ms per step,
-more than twice the 9 ms step itself.
+more than twice the 9 ms step itself. With the cache on the device (an H200,
+same benchmark): 16.9 ms per step all cached against 12.7 ms with no bank;
+with a quarter cached, 57.9 ms synchronous and 22.4 ms with write-behind +
+prefetch.
 """
 
 from __future__ import annotations
