@@ -707,9 +707,33 @@ def _check_config(config) -> None:
                      "devices the users are sharded over.")
 
 
+def unscorable_warning(config: ml_collections.ConfigDict) -> Optional[str]:
+  """What a run that will score its generators is missing, said before it
+  trains (else it would train for an hour, then skip the scores); None when
+  nothing is missing or nothing is scored. Rerunning the same command after
+  training the classifier scores the finished run without training more."""
+  if not (config.evaluate or config.eval_suite):
+    return None
+  from jaxtiny.classifier import reference  # pylint: disable=g-import-not-at-top
+  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  path = config.eval_classifier or reference.default_path(dataset, config.data_dir or None)
+  if os.path.isfile(path):
+    return None
+  return (f"WARNING: no reference classifier at {path}: this run will train, then skip "
+          f"its scores (IS / FID / label accuracy and the evaluation suite). Train it first:\n"
+          f"  python -m experiments.classifier --config=experiments/configs/classifier.py:"
+          f"{dataset} --workdir=runs/classifier_{dataset}\n"
+          f"(or set JAXTINY_DATA / --config.data_dir to where it is, or "
+          f"--config.eval_classifier=PATH); rerunning this command afterwards scores the "
+          f"finished run without training it again.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the configured methods on one partition; writes results.json."""
   _check_config(config)
+  warning = unscorable_warning(config)
+  if warning:
+    print(warning, flush=True)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   images, labels, part = load_users(config)

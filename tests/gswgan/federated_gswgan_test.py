@@ -244,6 +244,20 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
     assert ev["real_intra_class_l2"] == record["real_intra_class_l2"] > 0
 
 
+def test_a_run_that_cannot_be_scored_says_so_before_training(tmp_path):
+  c = _config(data_dir=str(tmp_path), evaluate=True, eval_suite="")
+  msg = federated.unscorable_warning(c)
+  want = tmp_path / "classifiers" / "mnist.npz"
+  assert str(want) in msg and "experiments.classifier" in msg and "classifier.py:mnist" in msg
+  want.parent.mkdir()
+  want.write_bytes(b"present")  # Only its presence is checked before training.
+  assert federated.unscorable_warning(c) is None
+  missing = str(tmp_path / "elsewhere.npz")
+  assert missing in federated.unscorable_warning(_config(
+      data_dir=str(tmp_path), evaluate=False, eval_suite="fast", eval_classifier=missing))
+  assert federated.unscorable_warning(_config(evaluate=False, eval_suite="")) is None
+
+
 def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
   require_prepared("mnist")
   c = _config()
