@@ -67,6 +67,12 @@ class ReferenceClassifier:
                             return_features=True)
 
 
+def train_command(dataset: str) -> str:
+  """The command that trains the reference classifier of `dataset`."""
+  return (f"python -m experiments.classifier "
+          f"--config=experiments/configs/classifier.py:{dataset} --workdir=runs/classifier_{dataset}")
+
+
 def load(dataset: str, data_dir: Optional[str] = None,
          path: Optional[str] = None) -> ReferenceClassifier:
   """Loads the reference classifier of `dataset`.
@@ -79,8 +85,7 @@ def load(dataset: str, data_dir: Optional[str] = None,
   if not os.path.isfile(path):
     raise FileNotFoundError(
         f"No reference classifier for {dataset!r} at {path}. Train it with:\n"
-        f"  python -m experiments.classifier "
-        f"--config=experiments/configs/classifier.py:{dataset} --workdir=runs/classifier_{dataset}")
+        f"  {train_command(dataset)}")
   meta = checkpoint.read_meta(path)
   model = LeNet(num_classes=meta["num_classes"],
                 conv_features=tuple(meta["conv_features"]),

@@ -721,8 +721,7 @@ def unscorable_warning(config: ml_collections.ConfigDict) -> Optional[str]:
     return None
   return (f"WARNING: no reference classifier at {path}: this run will train, then skip "
           f"its scores (IS / FID / label accuracy and the evaluation suite). Train it first:\n"
-          f"  python -m experiments.classifier --config=experiments/configs/classifier.py:"
-          f"{dataset} --workdir=runs/classifier_{dataset}\n"
+          f"  {reference.train_command(dataset)}\n"
           f"(or set JAXTINY_DATA / --config.data_dir to where it is, or "
           f"--config.eval_classifier=PATH); rerunning this command afterwards scores the "
           f"finished run without training it again.")
