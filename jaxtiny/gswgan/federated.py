@@ -707,6 +707,12 @@ def _check_config(config) -> None:
                      "devices the users are sharded over.")
 
 
+def _reference_dataset(config) -> str:
+  """The dataset whose reference classifier and test split score a run
+  (Federated EMNIST digits are scored with MNIST's)."""
+  return "mnist" if config.dataset == "fed_emnist" else config.dataset
+
+
 def unscorable_warning(config: ml_collections.ConfigDict) -> Optional[str]:
   """What a run that will score its generators is missing, said before it
   trains (else it would train for an hour, then skip the scores); None when
@@ -715,7 +721,7 @@ def unscorable_warning(config: ml_collections.ConfigDict) -> Optional[str]:
   if not (config.evaluate or config.eval_suite):
     return None
   from jaxtiny.classifier import reference  # pylint: disable=g-import-not-at-top
-  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  dataset = _reference_dataset(config)
   path = config.eval_classifier or reference.default_path(dataset, config.data_dir or None)
   if os.path.isfile(path):
     return None
@@ -785,8 +791,7 @@ def _scores(config, gen_path: str) -> dict:
   from jaxtiny.eval import scores  # pylint: disable=g-import-not-at-top
   gen = generated_lib.load_generated(gen_path)
   n = min(config.eval_samples, len(gen.y))
-  # Federated EMNIST digits are scored with the MNIST reference classifier.
-  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  dataset = _reference_dataset(config)
   try:
     out = scores.sample_quality(gen, dataset, config.data_dir or None, is_samples=n,
                                 fid_samples=n, classifier_path=config.eval_classifier or None,
@@ -817,7 +822,7 @@ def _suite(config, gen_path: str) -> tuple[dict, Optional[dict]]:
   from jaxtiny.eval import suite  # pylint: disable=g-import-not-at-top
   # The method's directory, so that the record carries its ledger's epsilon.
   gen = generated_lib.load_generated(os.path.dirname(gen_path))
-  dataset = "mnist" if config.dataset == "fed_emnist" else config.dataset
+  dataset = _reference_dataset(config)
   out_dir = os.path.join(os.path.dirname(gen_path), "eval")
   try:
     record = suite.evaluate(gen, dataset, out_dir, fast=config.eval_suite == "fast",
