@@ -28,6 +28,10 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       of the baseline's 1,000-round run on every column; the baseline at
       --config.rounds=2000 (epsilon 1.1e7): IS 7.26 / FID 217 / MLP 0.82 /
       CNN 0.85 / Avg 0.74, ahead on the classifier columns (BUILD_NOTES.md).
+      --config.ema_decay=0.999 (the paper's cap) at 2,000 rounds helps GS-WGAN
+      (with --config.user_warmup_iterations=100: IS 8.78, Avg 0.67) and hurts
+      the baseline (IS 6.59, Avg 0.68): a near tie at the same cap, the
+      baseline's classifiers still ahead at its better 0.995.
       Non-IID: GS-WGAN at sigma=0 draws class-conditional digits (IS 8.30) in
       1,000 rounds; at sigma=0.1 it needs more rounds than 1,000
       (--config.rounds=3000; BUILD_NOTES.md).
