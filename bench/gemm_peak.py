@@ -9,25 +9,10 @@ first layers can be one [30000, 1568] x [1568, 640] product. Best of
 """
 
 import argparse
-import time
-
-import numpy as np
 
 from bench.selftrain_cmnist import gemm_gflops
 
 SHAPES = ((4096, 4096, 4096), (30000, 1568, 128), (30000, 1568, 640))
-
-
-def numpy_gflops(n: int, k: int, m: int, repeat: int = 5) -> float:
-  """Float32 GFLOP/s of one numpy [n, k] x [k, m] product."""
-  rng = np.random.default_rng(0)
-  a = rng.random((n, k), np.float32)
-  b = rng.random((k, m), np.float32)
-  a @ b
-  t = time.perf_counter()
-  for _ in range(repeat):
-    a @ b
-  return 2.0 * n * k * m * repeat / (time.perf_counter() - t) / 1e9
 
 
 def main():
@@ -37,7 +22,7 @@ def main():
   args = p.parse_args()
   print("| product | numpy GFLOP/s | XLA GFLOP/s |\n|---|---|---|")
   for n, k, m in SHAPES:
-    best_np = max(numpy_gflops(n, k, m, args.repeat) for _ in range(args.trials))
+    best_np = max(gemm_gflops(n, k, m, args.repeat, "numpy") for _ in range(args.trials))
     best_xla = max(gemm_gflops(n, k, m, args.repeat) for _ in range(args.trials))
     print(f"| [{n}, {k}] x [{k}, {m}] | {best_np:.0f} | {best_xla:.0f} |", flush=True)
 

@@ -44,16 +44,23 @@ def seed_flops(config, sizes) -> float:
                 + sizes["target_test"] * fwd)
 
 
-def gemm_gflops(n: int, k: int, m: int, repeat: int = 5) -> float:
-  """Float32 GFLOP/s of one jitted [n, k] x [k, m] product in this process."""
+def gemm_gflops(n: int, k: int, m: int, repeat: int = 5, backend: str = "xla") -> float:
+  """Float32 GFLOP/s of one [n, k] x [k, m] product in this process: jitted
+  (`backend="xla"`) or numpy's BLAS (`"numpy"`)."""
   rng = np.random.default_rng(0)
-  a = jnp.asarray(rng.random((n, k), np.float32))
-  b = jnp.asarray(rng.random((k, m), np.float32))
-  f = jax.jit(jnp.matmul)
-  f(a, b).block_until_ready()
+  a, b = rng.random((n, k), np.float32), rng.random((k, m), np.float32)
+  if backend == "xla":
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    jitted = jax.jit(jnp.matmul)
+    f = lambda: jitted(a, b).block_until_ready()
+  elif backend == "numpy":
+    f = lambda: a @ b
+  else:
+    raise ValueError(f"unknown backend {backend!r}; use xla or numpy.")
+  f()
   t = time.perf_counter()
   for _ in range(repeat):
-    f(a, b).block_until_ready()
+    f()
   return 2.0 * n * k * m * repeat / (time.perf_counter() - t) / 1e9
 
 
