@@ -1,0 +1,106 @@
+#!/bin/bash
+# Federated GS-WGAN against DP-FedAvg-GAN over several seeds, for an
+# accelerator lease (BUILD_NOTES, "Seeds on an NVIDIA H200").
+#
+#   bash bench/gswgan_federated_gpu.sh OUT_DIR
+#
+# Runs the `cpu` variant's matched 2,000-round comparison (IID, 20 users,
+# Poisson q = 0.1, DCGAN) once per seed in $SEEDS for each method, all at
+# once (one process per run on the one accelerator):
+#   GS-WGAN:       sigma = 0.03, local warm start 100, EMA cap 0.999;
+#   DP-FedAvg-GAN: sigma = 0.01, EMA cap 0.995 (the cpu variant's; its better cap).
+# $GS_FLAGS / $FA_FLAGS replace those settings. Each run writes its own workdir
+# with results.json and the evaluation suite ("fast"). A run still training at
+# $DEADLINE_S seconds is stopped and scored at its latest checkpoint (its
+# results.json then says how many rounds it ran); at $HARD_S everything stops.
+# Small outputs (results, metrics, ledgers, eval records, sample grids, logs)
+# are packed into OUT_DIR/runs.tar.gz.
+# Inputs: a prepared MNIST, its reference classifier and the real-data suite
+# record under $JAXTINY_DATA, or copies in .gpu/data (mnist/*.gz,
+# classifiers/, eval/). Python packages the device lacks may be carried as
+# wheels in .whl/ ($WHEELS; installed into /tmp/site).
+OUT=${1:?usage: bash bench/gswgan_federated_gpu.sh OUT_DIR}
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site
+PY=${PY:-python3}
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+log() { echo "[$(el)s] $*"; }
+WHEELS=${WHEELS:-.whl}
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site "$WHEELS"/*.whl || exit 3
+fi
+export JAXTINY_DATA=${JAXTINY_DATA:-/tmp/jtdata_dev}
+if [ -d .gpu/data ]; then
+  mkdir -p "$JAXTINY_DATA" && cp -r .gpu/data/* "$JAXTINY_DATA"/ && gunzip -f "$JAXTINY_DATA"/mnist/*.gz 2>/dev/null
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+$PY -c "import jax, flax; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__)" \
+    2>&1 | tee -a "$OUT/gpu.txt"
+
+ROOT=${RUNS_DIR:-/tmp/fedseeds}
+VARIANT=${VARIANT:-cpu}
+ROUNDS=${ROUNDS:-2000}
+SEEDS=${SEEDS:-"0 1 2"}
+GS_FLAGS=${GS_FLAGS-"--config.dp.noise_multiplier=0.03 --config.user_warmup_iterations=100 --config.ema_decay=0.999"}
+FA_FLAGS=${FA_FLAGS-""}
+DEADLINE_S=${DEADLINE_S:-400}
+HARD_S=${HARD_S:-540}
+# Several processes share the one accelerator: none takes most of its memory.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+mkdir -p "$ROOT"
+
+declare -A PIDS ARGS
+start_run() {  # name, rounds, flags...
+  local name=$1 rounds=$2; shift 2
+  $PY -m experiments.gswgan_federated \
+    --config=experiments/configs/gswgan_federated.py:$VARIANT --config.rounds=$rounds \
+    --config.progress_interval_s=30 --workdir="$ROOT/$name" "$@" \
+    >>"$ROOT/$name.log" 2>&1 &
+  PIDS[$name]=$!
+}
+for s in $SEEDS; do
+  ARGS[gs_s$s]="--config.methods=(\"gswgan\",) --config.seed=$s $GS_FLAGS"
+  ARGS[fa_s$s]="--config.methods=(\"fedavg_gan\",) --config.seed=$s $FA_FLAGS"
+done
+for name in "${!ARGS[@]}"; do
+  # shellcheck disable=SC2086
+  start_run "$name" "$ROUNDS" ${ARGS[$name]}
+  log "started $name: ${ARGS[$name]}"
+done
+
+running() { local n=0; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done; echo $n; }
+rescued=0
+while [ "$(running)" -gt 0 ]; do
+  sleep 5
+  if [ "$rescued" = 0 ] && [ "$(el)" -ge "$DEADLINE_S" ]; then
+    rescued=1
+    for name in "${!PIDS[@]}"; do
+      kill -0 "${PIDS[$name]}" 2>/dev/null || continue
+      kill "${PIDS[$name]}"; wait "${PIDS[$name]}" 2>/dev/null
+      step=$($PY -c "import sys; from jaxtiny.train import checkpoint; s = checkpoint.latest_step(sys.argv[1]); print(s or 0)" \
+             "$ROOT/$name/$( [ "${name#gs}" != "$name" ] && echo gswgan || echo fedavg_gan )/checkpoints")
+      log "deadline: $name stopped; scoring it at round $step"
+      if [ "$step" -gt 0 ]; then
+        # shellcheck disable=SC2086
+        start_run "$name" "$step" ${ARGS[$name]}
+      fi
+    done
+  fi
+  if [ "$(el)" -ge "$HARD_S" ]; then
+    log "hard limit: stopping what still runs"
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    break
+  fi
+done
+wait
+log "runs ended"
+for name in "${!ARGS[@]}"; do
+  echo "== $name"; grep -E "steps/s|^\| (gswgan|fedavg_gan) " "$ROOT/$name.log" | grep -v "^\[" | tail -3
+done
+(cd "$ROOT" && find . \( -name checkpoints -o -name users \) -prune -o -type f \
+   \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name 'samples_final.png' \
+      -o -name "samples_$(printf %06d "$ROUNDS").png" \) -print \
+   | tar czf "$OUT/runs.tar.gz" -T -)
+log "packed $(du -h "$OUT/runs.tar.gz" | cut -f1)"
