@@ -12,7 +12,10 @@
 # $GS_FLAGS / $FA_FLAGS replace those settings. Each run writes its own workdir
 # with results.json and the evaluation suite ("fast"). A run still training at
 # $DEADLINE_S seconds is stopped and scored at its latest checkpoint (its
-# results.json then says how many rounds it ran); at $HARD_S everything stops.
+# results.json then says how many rounds it ran; runs already being scored are
+# left alone); at $HARD_S everything stops. On an H200 six runs at once took
+# 327 s in all (GS-WGAN ~240 s each with its warm start, the baseline ~160 s,
+# then ~80 s of scoring): the defaults leave room for that.
 # Small outputs (results, metrics, ledgers, eval records, sample grids, logs)
 # are packed into OUT_DIR/runs.tar.gz.
 # Inputs: a prepared MNIST, its reference classifier and the real-data suite
@@ -78,9 +81,12 @@ while [ "$(running)" -gt 0 ]; do
     rescued=1
     for name in "${!PIDS[@]}"; do
       kill -0 "${PIDS[$name]}" 2>/dev/null || continue
+      method_dir="$ROOT/$name/$( [ "${name#gs}" != "$name" ] && echo gswgan || echo fedavg_gan )"
+      # A run whose rounds are done (gen_data.npz written) is being scored: left alone.
+      [ -f "$method_dir/gen_data.npz" ] && continue
       kill "${PIDS[$name]}"; wait "${PIDS[$name]}" 2>/dev/null
       step=$($PY -c "import sys; from jaxtiny.train import checkpoint; s = checkpoint.latest_step(sys.argv[1]); print(s or 0)" \
-             "$ROOT/$name/$( [ "${name#gs}" != "$name" ] && echo gswgan || echo fedavg_gan )/checkpoints")
+             "$method_dir/checkpoints")
       log "deadline: $name stopped; scoring it at round $step"
       if [ "$step" -gt 0 ]; then
         # shellcheck disable=SC2086

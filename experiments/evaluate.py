@@ -6,6 +6,8 @@
   python -m experiments.evaluate --gen=real --dataset=mnist
   # Many runs into one Markdown table, and a privacy-utility curve:
   python -m experiments.evaluate --table runs/*
+  # Runs that differ only in their seed as one row (mean ± std over seeds):
+  python -m experiments.evaluate --table --group_seeds runs/*
   python -m experiments.evaluate --curve=curve.png runs/*
   # Federated workdirs (per-method eval/ folders; GS-WGAN and DP-FedAvg-GAN
   # are separate series of the curve):
@@ -60,6 +62,10 @@ _INCEPTION = flags.DEFINE_string(
     "empty: skipped (FID on LeNet features only).")
 _TABLE = flags.DEFINE_bool("table", False, "Print a Markdown table of the eval.json "
                            "files under the given folders.")
+_GROUP_SEEDS = flags.DEFINE_bool("group_seeds", False, "With --table: one row per method "
+                                 "and settings, mean ± standard deviation over the runs "
+                                 "that differ only in their seed (from each run's "
+                                 "config.json).")
 _CURVE = flags.DEFINE_string("curve", None, "Write a privacy-utility PNG (epsilon vs "
                              "CNN accuracy and IS) of the runs under the given folders.")
 
@@ -72,11 +78,19 @@ def _real_set(dataset: str, data_dir: str, out: str) -> generated.GeneratedSet:
                                                    "generator": suite.REAL_GENERATOR})
 
 
-def _table(paths: list[str]) -> str:
-  found = suite.collect(paths)
+def _table(paths: list[str], group_seeds: bool = False) -> str:
+  if group_seeds:
+    groups = suite.group_by_seed(suite.collect_files(paths))
+    found = [(n, r) for n, rs, _ in groups for r in rs]
+  else:
+    found = suite.collect(paths)
   if not found:
     raise app.UsageError(f"no eval.json under {paths}; run --gen=... first.")
-  return suite.markdown_header() + "\n".join(suite.markdown_row(r, n) for n, r in found)
+  if group_seeds:
+    rows = [suite.markdown_group_row(rs, n, seeds) for n, rs, seeds in groups]
+  else:
+    rows = [suite.markdown_row(r, n) for n, r in found]
+  return suite.markdown_header() + "\n".join(rows)
 
 
 def _curve(path: str, paths: list[str]) -> None:
@@ -100,10 +114,12 @@ def main(argv):
     if not paths:
       raise app.UsageError("--table/--curve need run folders, e.g. `--table runs/*`.")
     if _TABLE.value:
-      print(_table(paths))
+      print(_table(paths, _GROUP_SEEDS.value))
     if _CURVE.value:
       _curve(_CURVE.value, paths)
     return
+  if _GROUP_SEEDS.value:
+    raise app.UsageError("--group_seeds only applies to --table.")
   if paths:
     raise app.UsageError(f"unexpected arguments {paths} (they are only for --table/--curve).")
   if not _GEN.value or not _DATASET.value:

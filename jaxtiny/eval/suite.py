@@ -290,6 +290,15 @@ def collect(paths: list[str]) -> list[tuple[str, dict]]:
   federated workdir (its per-method `<method>/eval/eval.json`, named
   `<workdir>/<method>`)."""
   found = []
+  for name, f in collect_files(paths):
+    with open(f) as fh:
+      found.append((name, json.load(fh)))
+  return found
+
+
+def collect_files(paths: list[str]) -> list[tuple[str, str]]:
+  """(name, path of its eval.json) for every run under `paths` (see `collect`)."""
+  found = []
 
   def record_in(d: str) -> Optional[str]:
     for f in (os.path.join(d, "eval.json"), os.path.join(d, "eval", "eval.json")):
@@ -310,9 +319,81 @@ def collect(paths: list[str]) -> list[tuple[str, dict]]:
     for c in candidates:
       f = record_in(c)
       if f:
-        with open(f) as fh:
-          found.append((name_of(c, f), json.load(fh)))
+        found.append((name_of(c, f), f))
   return found
+
+
+# Settings that do not change what a run computes (where it logs, how often it
+# checkpoints) and the seed: runs that differ only in these are one setting.
+_NOT_A_SETTING = frozenset({
+    "seed", "methods", "data_dir", "eval_classifier", "progress_interval_s",
+    "log_every_rounds", "checkpoint_every_rounds", "sample_every_rounds",
+    "log_every_steps", "checkpoint_every_steps", "sample_every_steps", "bank_cache_mb"})
+
+
+def run_config(eval_json: str) -> Optional[dict]:
+  """The config.json of the run an eval.json belongs to (the closest one in
+  the three folders above it: `<run>/eval/`, `<workdir>/<method>/eval/`), or
+  None when there is none."""
+  d = os.path.dirname(os.path.abspath(eval_json))
+  for _ in range(3):
+    f = os.path.join(d, "config.json")
+    if os.path.isfile(f):
+      with open(f) as fh:
+        return json.load(fh)
+    d = os.path.dirname(d)
+  return None
+
+
+def group_by_seed(files: list[tuple[str, str]]) -> list[tuple[str, list[dict], list]]:
+  """Runs of the same method and settings, different seeds, as one group:
+  (name of the first, records, seeds) in the order first met. A run without a
+  config.json is a group of its own (its settings are unknown)."""
+  groups: dict[Any, tuple[str, list[dict], list]] = {}
+  for name, f in files:
+    with open(f) as fh:
+      record = json.load(fh)
+    config = run_config(f)
+    if config is None:
+      key: Any = ("unknown", f)
+      seed = None
+    else:
+      settings = {k: v for k, v in config.items() if k not in _NOT_A_SETTING}
+      key = (method_of(record), record.get("fast"), json.dumps(settings, sort_keys=True))
+      seed = config.get("seed")
+    if key not in groups:
+      groups[key] = (name, [], [])
+    groups[key][1].append(record)
+    groups[key][2].append(seed)
+  return list(groups.values())
+
+
+def markdown_group_row(records: list[dict], name: str, seeds: list) -> str:
+  """One table row for runs that differ only in their seed: each score as the
+  mean ± the sample standard deviation over the runs (n - 1 in the
+  denominator; 0 for one run); epsilon and the accountant from the first
+  (equal settings give equal epsilon)."""
+  if len(records) == 1:
+    return markdown_row(records[0], name)
+
+  def col(key: str, fmt: str, scale: float = 1.0) -> str:
+    vals = [r.get(key) for r in records]
+    if any(v is None for v in vals):
+      return "skipped" if key == "fid_inception" else "-"
+    v = scale * np.asarray(vals, np.float64)
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}"
+
+  first = records[0]
+  eps = first.get("epsilon")
+  eps_s = "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
+  scale = _run_scale(first.get("run") or {})
+  seeds_s = ", ".join(str(s) for s in seeds)
+  label = (f"{name}{' (fast)' if first.get('fast') else ''}"
+           + (f" [{scale}]" if scale else "") + f" ({len(records)} seeds: {seeds_s})")
+  return (f"| {label} | {col('is_mean', '.2f')} | {col('fid_lenet', '.1f')} | "
+          f"{col('fid_inception', '.1f')} | {col('mlp_acc', '.3f')} | {col('cnn_acc', '.3f')} | "
+          f"{col('avg_acc', '.3f')} | {col('calibrated_acc', '.1f', 100)}% | {eps_s} | "
+          f"{first.get('accountant') or '-'} |")
 
 
 def method_of(record: dict) -> str:

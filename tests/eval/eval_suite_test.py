@@ -68,6 +68,38 @@ def test_table_and_curve_from_federated_workdirs(tmp_path):
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "4 runs" in out.stdout
 
 
+def test_table_groups_runs_that_differ_only_in_their_seed(tmp_path):
+  # Three seeds of one setting, one run of another setting, one run without a
+  # config.json: three rows, the first with mean ± sample std over its seeds.
+  base = {"seed": 0, "rounds": 2000, "ema_decay": 0.999, "progress_interval_s": 10.0}
+  runs = [("gs_s0", dict(base, seed=0), 0.80), ("gs_s1", dict(base, seed=1), 0.82),
+          ("gs_s2", dict(base, seed=2, progress_interval_s=30.0), 0.84),
+          ("gs_ema995", dict(base, ema_decay=0.995), 0.70), ("no_config", None, 0.5)]
+  for wd, config, cnn in runs:
+    d = tmp_path / wd / "gswgan" / "eval"
+    d.mkdir(parents=True)
+    rec = _record(1e6, cnn, 8.0 + cnn)
+    rec["source"] = str(tmp_path / wd / "gswgan" / "gen_data.npz")
+    (d / "eval.json").write_text(json.dumps(rec))
+    if config is not None:
+      (tmp_path / wd / "config.json").write_text(json.dumps(config))
+  workdirs = [str(tmp_path / wd) for wd, _, _ in runs]  # As the shell expands runs/*.
+  groups = suite.group_by_seed(suite.collect_files(workdirs))
+  assert [(n, len(rs), seeds) for n, rs, seeds in groups] == [
+      ("gs_s0/gswgan", 3, [0, 1, 2]), ("gs_ema995/gswgan", 1, [0]),
+      ("no_config/gswgan", 1, [None])]
+  out = run_python(["-m", "experiments.evaluate", "--table", "--group_seeds"] + workdirs)
+  rows = [l for l in out.stdout.splitlines() if l.startswith("| gs_") or l.startswith("| no_")]
+  assert len(rows) == 3
+  cells = [c.strip() for c in rows[0].strip("|").split("|")]
+  assert cells[0].endswith("(3 seeds: 0, 1, 2)")
+  assert cells[1] == "8.82 ± 0.02" and cells[5] == "0.820 ± 0.020"  # std with n - 1
+  assert "| 0.70 |" in rows[1]  # A single run keeps the ungrouped row.
+  out = run_python(["-m", "experiments.evaluate", "--group_seeds", "--gen=x",
+                    "--dataset=mnist"], check=False)
+  assert out.returncode != 0 and "--group_seeds only applies to --table" in out.stderr
+
+
 def test_cli_reports_bad_input_clearly(tmp_path):
   np.savez(tmp_path / "bad.npz", images=np.zeros((3, 28, 28)))
   out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'bad.npz'}",
