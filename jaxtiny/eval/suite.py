@@ -371,8 +371,8 @@ def group_by_seed(files: list[tuple[str, str]]) -> list[tuple[str, list[dict], l
 def markdown_group_row(records: list[dict], name: str, seeds: list) -> str:
   """One table row for runs that differ only in their seed: each score as the
   mean ± the sample standard deviation over the runs (n - 1 in the
-  denominator; 0 for one run); epsilon and the accountant from the first
-  (equal settings give equal epsilon)."""
+  denominator); epsilon and the accountant from the first (equal settings give
+  equal epsilon). A group of one run is `markdown_row`'s row."""
   if len(records) == 1:
     return markdown_row(records[0], name)
 
