@@ -80,16 +80,12 @@ def _real_set(dataset: str, data_dir: str, out: str) -> generated.GeneratedSet:
 
 def _table(paths: list[str], group_seeds: bool = False) -> str:
   if group_seeds:
-    groups = suite.group_by_seed(suite.collect_files(paths))
-    found = [(n, r) for n, rs, _ in groups for r in rs]
+    rows = [suite.markdown_group_row(rs, n, seeds)
+            for n, rs, seeds in suite.group_by_seed(suite.collect_files(paths))]
   else:
-    found = suite.collect(paths)
-  if not found:
+    rows = [suite.markdown_row(r, n) for n, r in suite.collect(paths)]
+  if not rows:
     raise app.UsageError(f"no eval.json under {paths}; run --gen=... first.")
-  if group_seeds:
-    rows = [suite.markdown_group_row(rs, n, seeds) for n, rs, seeds in groups]
-  else:
-    rows = [suite.markdown_row(r, n) for n, r in found]
   return suite.markdown_header() + "\n".join(rows)
 
 

@@ -271,11 +271,19 @@ def _run_scale(run: dict) -> str:
   return ", ".join(f"{p}{run[k]}" for k, p in keys if k in run)
 
 
-def markdown_row(record: dict, name: str) -> str:
+def _epsilon_cell(record: dict) -> str:
   eps = record.get("epsilon")
-  eps_s = "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
+  return "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
+
+
+def _run_label(record: dict, name: str) -> str:
   scale = _run_scale(record.get("run") or {})
-  label = f"{name}{' (fast)' if record.get('fast') else ''}" + (f" [{scale}]" if scale else "")
+  return f"{name}{' (fast)' if record.get('fast') else ''}" + (f" [{scale}]" if scale else "")
+
+
+def markdown_row(record: dict, name: str) -> str:
+  eps_s = _epsilon_cell(record)
+  label = _run_label(record, name)
   fid_inc = record.get("fid_inception")
   fid_inc_s = "skipped" if fid_inc is None else f"{float(fid_inc):.2f}"
   return (f"| {label} | {record['is_mean']:.2f} ± {record['is_std']:.2f} | "
@@ -384,12 +392,9 @@ def markdown_group_row(records: list[dict], name: str, seeds: list) -> str:
     return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}"
 
   first = records[0]
-  eps = first.get("epsilon")
-  eps_s = "-" if eps is None else (f"{float(eps):.3g}" if str(eps) != "inf" else "inf")
-  scale = _run_scale(first.get("run") or {})
+  eps_s = _epsilon_cell(first)
   seeds_s = ", ".join(str(s) for s in seeds)
-  label = (f"{name}{' (fast)' if first.get('fast') else ''}"
-           + (f" [{scale}]" if scale else "") + f" ({len(records)} seeds: {seeds_s})")
+  label = _run_label(first, name) + f" ({len(records)} seeds: {seeds_s})"
   return (f"| {label} | {col('is_mean', '.2f')} | {col('fid_lenet', '.1f')} | "
           f"{col('fid_inception', '.1f')} | {col('mlp_acc', '.3f')} | {col('cnn_acc', '.3f')} | "
           f"{col('avg_acc', '.3f')} | {col('calibrated_acc', '.1f', 100)}% | {eps_s} | "
