@@ -267,7 +267,8 @@ def markdown_header() -> str:
 
 def _run_scale(run: dict) -> str:
   keys = (("generator", ""), ("discriminators", "K="), ("steps", "T="),
-          ("users", "users="), ("rounds", "rounds="), ("noise_multiplier", "sigma="))
+          ("users", "users="), ("rounds", "rounds="), ("noise_multiplier", "sigma="),
+          ("pixel_floor", "pixel floor "))
   return ", ".join(f"{p}{run[k]}" for k, p in keys if k in run)
 
 
@@ -367,7 +368,8 @@ def group_by_seed(files: list[tuple[str, str]]) -> list[tuple[str, list[dict], l
       seed = None
     else:
       settings = {k: v for k, v in config.items() if k not in _NOT_A_SETTING}
-      key = (method_of(record), record.get("fast"), json.dumps(settings, sort_keys=True))
+      key = (method_of(record), record.get("fast"), (record.get("run") or {}).get("pixel_floor"),
+             json.dumps(settings, sort_keys=True))
       seed = config.get("seed")
     if key not in groups:
       groups[key] = (name, [], [])

@@ -78,3 +78,19 @@ def test_missing_inputs_and_too_few_samples(tmp_path):
                                       y=np.zeros(5, int)))
   with pytest.raises(ValueError, match="Inception Score needs 60000 samples, the file has 5"):
     generated.require_samples(g, 60000, "Inception Score")
+
+
+def test_pixel_floor_zeroes_faint_pixels_only(tmp_path):
+  x = np.array([0.0, 1e-4, 0.0499, 0.05, 0.3, 1.0], np.float32).reshape(1, 1, 6, 1)
+  x = np.pad(x, ((0, 1), (0, 27), (0, 22), (0, 0)), constant_values=0.02)
+  g = generated.GeneratedSet(x=x, y=np.array([3, 4], np.int32), path="g.npz",
+                             run={"rounds": 10})
+  f = generated.with_pixel_floor(g, 0.05)
+  np.testing.assert_array_equal(f.x[0, 0, :6, 0], np.float32([0, 0, 0, 0.05, 0.3, 1.0]))
+  assert f.x.dtype == np.float32 and np.count_nonzero(f.x) == 3
+  assert f.run == {"rounds": 10, "pixel_floor": 0.05}
+  assert f.y is g.y and f.path == g.path
+  assert np.count_nonzero(g.x == 0.02) > 0 and g.run == {"rounds": 10}  # Input untouched.
+  for bad in (0, 0.0, -0.1, 1.0, 2, float("nan"), "0.05", None):
+    with pytest.raises(ValueError, match=r"pixel floor must be a number in \(0, 1\)"):
+      generated.with_pixel_floor(g, bad)

@@ -95,6 +95,18 @@ def test_table_groups_runs_that_differ_only_in_their_seed(tmp_path):
   assert cells[0].endswith("(3 seeds: 0, 1, 2)")
   assert cells[1] == "8.82 ± 0.02" and cells[5] == "0.820 ± 0.020"  # std with n - 1
   assert "| 0.70 |" in rows[1]  # A single run keeps the ungrouped row.
+  # The same run scored with a pixel floor is another row, labelled with it.
+  floored = _record(1e6, 0.9, 8.9)
+  floored["source"] = str(tmp_path / "gs_s0" / "gswgan" / "gen_data.npz")
+  floored["run"]["pixel_floor"] = 0.05
+  (tmp_path / "gs_s0" / "gswgan" / "pixel_floor_0.05").mkdir()
+  (tmp_path / "gs_s0" / "gswgan" / "pixel_floor_0.05" / "eval.json").write_text(
+      json.dumps(floored))
+  files = suite.collect_files(workdirs + [str(tmp_path / "gs_s0" / "gswgan" / "pixel_floor_0.05")])
+  groups = suite.group_by_seed(files)
+  assert [(n, len(rs)) for n, rs, _ in groups][-1] == ("pixel_floor_0.05", 1)
+  assert len(groups[0][1]) == 3
+  assert "pixel floor 0.05" in suite.markdown_row(floored, "x")
   out = run_python(["-m", "experiments.evaluate", "--group_seeds", "--gen=x",
                     "--dataset=mnist"], check=False)
   assert out.returncode != 0 and "--group_seeds only applies to --table" in out.stderr
@@ -115,6 +127,12 @@ def test_cli_reports_bad_input_clearly(tmp_path):
                     "--dataset=mnist", f"--inception_weights={tmp_path / 'nope.pth'}"],
                    check=False)
   assert out.returncode != 0 and "nope.pth does not exist" in out.stderr
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'ok.npz'}",
+                    "--dataset=mnist", "--pixel_floor=1.5"], check=False)
+  assert out.returncode != 0 and "pixel floor must be a number in (0, 1)" in out.stderr
+  out = run_python(["-m", "experiments.evaluate", "--gen=real", "--dataset=mnist",
+                    "--pixel_floor=0.05"], check=False)
+  assert out.returncode != 0 and "the Real row" in out.stderr
   np.savez(tmp_path / "wrong.npz", a=np.zeros(3))
   out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'ok.npz'}",
                     "--dataset=mnist", f"--inception_weights={tmp_path / 'wrong.npz'}"],
