@@ -16,6 +16,10 @@
 # left alone); at $HARD_S everything stops. On an H200 six runs at once took
 # 327 s in all (GS-WGAN ~240 s each with its warm start, the baseline ~160 s,
 # then ~80 s of scoring): the defaults leave room for that.
+# Then each finished run is scored again with generated pixels below
+# $PIXEL_FLOOR set to 0 (`experiments.evaluate --pixel_floor`, into
+# <method>/pixel_floor_<value>/; empty PIXEL_FLOOR skips it), all at once,
+# within what is left before $HARD_S.
 # Small outputs (results, metrics, ledgers, eval records, sample grids, logs)
 # are packed into OUT_DIR/runs.tar.gz.
 # Inputs: a prepared MNIST, its reference classifier and the real-data suite
@@ -33,6 +37,7 @@ ROUNDS=${ROUNDS:-2000}
 SEEDS=${SEEDS:-"0 1 2"}
 GS_FLAGS=${GS_FLAGS-"--config.dp.noise_multiplier=0.03 --config.user_warmup_iterations=100 --config.ema_decay=0.999"}
 FA_FLAGS=${FA_FLAGS-""}
+PIXEL_FLOOR=${PIXEL_FLOOR-0.05}
 DEADLINE_S=${DEADLINE_S:-400}
 HARD_S=${HARD_S:-540}
 # Several processes share the one accelerator: none takes most of its memory.
@@ -87,6 +92,17 @@ while [ "$(running)" -gt 0 ]; do
 done
 wait
 log "runs ended"
+if [ -n "$PIXEL_FLOOR" ] && [ "$(el)" -lt $((HARD_S - 30)) ]; then
+  for name in "${!ARGS[@]}"; do
+    for method_dir in "$ROOT/$name"/gswgan "$ROOT/$name"/fedavg_gan; do
+      [ -f "$method_dir/gen_data.npz" ] || continue
+      timeout $((HARD_S - $(el))) $PY -m experiments.evaluate --gen="$method_dir" \
+        --dataset=mnist --fast --pixel_floor="$PIXEL_FLOOR" >>"$ROOT/$name.floor.log" 2>&1 &
+    done
+  done
+  wait
+  log "scored with pixel floor $PIXEL_FLOOR"
+fi
 for name in "${!ARGS[@]}"; do
   echo "== $name"; grep -E "steps/s|^\| (gswgan|fedavg_gan) " "$ROOT/$name.log" | grep -v "^\[" | tail -3
 done

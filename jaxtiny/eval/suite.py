@@ -158,6 +158,8 @@ def real_intra_class_distance(dataset: str, data_dir: Optional[str] = None) -> f
 
 
 REAL_GENERATOR = "real data"
+# Per-method folders of a federated workdir (experiments.gswgan_federated).
+METHOD_DIRS = ("gswgan", "fedavg_gan")
 
 
 def is_real_training_set(gen: generated_lib.GeneratedSet) -> bool:
@@ -317,6 +319,14 @@ def collect_files(paths: list[str]) -> list[tuple[str, str]]:
 
   def name_of(d: str, f: str) -> str:
     d = os.path.normpath(d)
+    if os.path.basename(d).startswith("pixel_floor_"):
+      # `experiments.evaluate --pixel_floor` output: named after the run it scored
+      # (`<run>/pixel_floor_T`, or `<workdir>/<method>/pixel_floor_T`).
+      parent = os.path.dirname(d)
+      up = [os.path.basename(d), os.path.basename(parent)]
+      if os.path.basename(parent) in METHOD_DIRS:
+        up.append(os.path.basename(os.path.dirname(parent)))
+      return "/".join(reversed(up))
     if f.endswith(os.path.join("eval", "eval.json")) and os.path.basename(d) != "eval":
       return f"{os.path.basename(os.path.dirname(d))}/{os.path.basename(d)}"
     return os.path.basename(d)

@@ -104,7 +104,7 @@ def test_table_groups_runs_that_differ_only_in_their_seed(tmp_path):
       json.dumps(floored))
   files = suite.collect_files(workdirs + [str(tmp_path / "gs_s0" / "gswgan" / "pixel_floor_0.05")])
   groups = suite.group_by_seed(files)
-  assert [(n, len(rs)) for n, rs, _ in groups][-1] == ("pixel_floor_0.05", 1)
+  assert [(n, len(rs)) for n, rs, _ in groups][-1] == ("gs_s0/gswgan/pixel_floor_0.05", 1)
   assert len(groups[0][1]) == 3
   assert "pixel floor 0.05" in suite.markdown_row(floored, "x")
   out = run_python(["-m", "experiments.evaluate", "--group_seeds", "--gen=x",
