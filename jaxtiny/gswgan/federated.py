@@ -36,6 +36,15 @@ user-level accountant (`jaxtiny.privacy.user_level`) applies to both. Payloads
 are measured from the arrays that cross the user/server boundary in the
 simulation (`nbytes` of what is sent), per user per round.
 
+Wire formats (`config.wire`, the same rule for both methods): "float32" sends
+every float as float32 (the paper's counting). "compact" sends every float
+(gradients, parameter updates, weights, spectral-norm vectors) as bfloat16
+and images at their native 8 bits (uint8, the precision of the private
+records themselves): GS-WGAN's users train their critics on the received
+8-bit samples and the server applies their gradients to the float samples
+(straight-through); uploads are rounded on the user's device after
+clipping and noise, post-processing that changes no privacy guarantee.
+
 Simulated users run under `vmap` (accelerators; chunks of `user_chunk` users,
 the chunk axis sharded over local devices) or one after another (CPU, where
 XLA lowers convolutions with per-user weights to slow grouped convolutions).
@@ -152,6 +161,49 @@ def dp_settings(config, noise_multiplier: float, num_users: int) -> user_level.U
       users_per_round=config.users_per_round, delta=config.dp.delta)
 
 
+WIRE_FORMATS = ("float32", "compact")
+
+
+def check_wire(wire: str) -> None:
+  if wire not in WIRE_FORMATS:
+    raise ValueError(f"wire={wire!r}: use 'float32' (every float as float32) or "
+                     "'compact' (floats as bfloat16, images as uint8).")
+
+
+def wire_dtype(wire: str):
+  """The dtype gradients, updates and weights cross the network in."""
+  check_wire(wire)
+  return jnp.float32 if wire == "float32" else jnp.bfloat16
+
+
+def images_to_wire(x: np.ndarray, wire: str) -> np.ndarray:
+  """Generated images in [0, 1] as sent: float32, or uint8 (round(255 x))."""
+  check_wire(wire)
+  if wire == "float32":
+    return np.asarray(x, np.float32)
+  return np.round(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def images_from_wire(x: np.ndarray) -> np.ndarray:
+  """What a user's critic sees of received images: float32 in [0, 1]."""
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 255.0
+  return np.asarray(x, np.float32)
+
+
+def tree_to_wire(tree: Any, wire: str) -> Any:
+  """Floating arrays of a pytree cast to the wire's float dtype (others kept)."""
+  dtype = wire_dtype(wire)
+  return jax.tree.map(
+      lambda a: np.asarray(a).astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+      else np.asarray(a), jax.device_get(tree))
+
+
+def tree_from_wire(tree: Any, like: Any) -> Any:
+  """A received pytree cast back to the dtypes of `like` (the local copy)."""
+  return jax.tree.map(lambda a, b: np.asarray(a).astype(b.dtype), tree, like)
+
+
 def nbytes(tree: Any) -> int:
   """Bytes of every array in a pytree (what crosses the network), from the
   arrays' shapes and dtypes (no copy to the host)."""
@@ -176,7 +228,7 @@ def sample_gradients(d_params, d_stats, fake_x, fake_y, fake_w, *, disc) -> jax.
 
 def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_weights, key, *, disc,
                tx, gp_weight: float, drift: float, clip_norm: float,
-               noise_multiplier: float):
+               noise_multiplier: float, upload_dtype=jnp.float32):
   """Everything one sampled GS-WGAN user does in a round, on its device.
 
   Args:
@@ -190,9 +242,12 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_weights, key
     key: the user's randomness this round.
     clip_norm: per-sample bound c (C/B); the upload's norm bound is sqrt(B) c.
     noise_multiplier: sigma; noise std sigma * sqrt(B) * c per coordinate.
+    upload_dtype: the wire's float dtype; the sanitized upload is rounded to
+      it last (post-processing: the bound and noise above hold before it).
 
   Returns:
-    (new discriminator state, sanitized upload [B, 28, 28, 1], metrics).
+    (new discriminator state, sanitized upload [B, 28, 28, 1] in
+    `upload_dtype`, metrics).
   """
   n_critic = real_x.shape[0]
   k_noise, *keys = jax.random.split(key, n_critic + 1)
@@ -205,7 +260,7 @@ def user_round(d: TrainState, real_x, real_y, fake_x, fake_y, label_weights, key
     d = d.apply_gradients(tx, grads, model_state=new_stats)
   g = sample_gradients(d.params, d.model_state, fake_x, fake_y, fake_w, disc=disc)
   upload = sanitizer.sanitize_user_upload(g, k_noise, clip_norm, noise_multiplier)
-  return d, upload, metrics
+  return d, upload.astype(upload_dtype), metrics
 
 
 def server_generate(gen, g_params, g_stats, key, labels):
@@ -241,7 +296,7 @@ def server_update(g: TrainState, ema, key, labels, uploads, denominator, *, gen,
 
 def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc, tx,
                 clip_norm: float, noise_multiplier: float, gp_weight: float,
-                drift: float):
+                drift: float, upload_dtype=jnp.float32):
   """One DP-FedAvg-GAN user: local training of both networks from the
   received ones, then the clipped, noised joint parameter update.
 
@@ -250,9 +305,12 @@ def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc,
     real_x, real_y: [local_steps, n_critic, B, ...] batches of the user's records.
     clip_norm: S, bound on the joint update norm.
     noise_multiplier: sigma; noise std sigma * S per coordinate.
+    upload_dtype: the wire's float dtype; the sanitized update is rounded to
+      it last (post-processing).
 
   Returns:
-    (sanitized update {"g": ..., "d": ...}, metrics of the last local step).
+    (sanitized update {"g": ..., "d": ...} in `upload_dtype`, metrics of the
+    last local step).
   """
   local_steps, _, batch = real_x.shape[:3]
   k_noise, *keys = jax.random.split(key, local_steps + 1)
@@ -267,7 +325,8 @@ def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc,
         noise_multiplier=0.0, sanitize=False, gp_weight=gp_weight, drift=drift)
   delta = {"g": jax.tree.map(jnp.subtract, g.params, g0),
            "d": jax.tree.map(jnp.subtract, d.params, d0)}
-  return sanitizer.sanitize_tree(delta, k_noise, clip_norm, noise_multiplier), metrics
+  update = sanitizer.sanitize_tree(delta, k_noise, clip_norm, noise_multiplier)
+  return jax.tree.map(lambda a: a.astype(upload_dtype), update), metrics
 
 
 def refresh_spectral_norm(net, params, stats, sample_input):
@@ -403,10 +462,11 @@ class GsWganFederated(_Common):
     self.bound = sanitizer.user_upload_bound(c.batch_size, self.clip)
     gen, disc, tx = self.gen, self.disc, self.tx
     key = ("gswgan", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
-           self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode, c.num_devices)
+           self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode, c.num_devices, c.wire)
     fn = functools.partial(user_round, disc=disc, tx=tx, gp_weight=c.gp_weight,
                            drift=c.drift, clip_norm=self.clip,
-                           noise_multiplier=c.dp.noise_multiplier)
+                           noise_multiplier=c.dp.noise_multiplier,
+                           upload_dtype=wire_dtype(c.wire))
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
         c.user_mode, fn, distributed.batch_sharded(self.mesh)))
     self.init_disc = _cached(key + ("init",),
@@ -476,21 +536,23 @@ class GsWganFederated(_Common):
       pad = ids + [ids[-1]] * (chunk - len(ids))  # vmap chunks have a fixed size.
       arg_list = []
       for i, u in enumerate(pad):
-        # What user u receives: its samples and their labels (uint8 on the wire).
-        sent_x, sent_y = fakes[min(s + i, m_pad - 1)], labels[min(s + i, m_pad - 1)]
-        sent_y = sent_y.astype(np.uint8)
+        # What user u receives: its samples (float32 or uint8, `wire`) and
+        # their labels (uint8 on the wire).
+        sent_x = images_to_wire(fakes[min(s + i, m_pad - 1)], c.wire)
+        sent_y = labels[min(s + i, m_pad - 1)].astype(np.uint8)
         if i < len(ids):
           self.payload += [sent_x.nbytes + sent_y.nbytes, 0, 1, 0]
         idx = self.real_batches(u, r, c.n_critic)
-        arg_list.append((self.user_disc(u), self._float(idx), self.labels[idx], sent_x,
-                         sent_y.astype(np.int32), self.label_weights(u),
+        arg_list.append((self.user_disc(u), self._float(idx), self.labels[idx],
+                         images_from_wire(sent_x), sent_y.astype(np.int32),
+                         self.label_weights(u),
                          jax.random.fold_in(k_users, u)))
       outs = self.user_fn(arg_list)
       for i, u in enumerate(ids):
         d, up, m = outs[i]
         self.bank.put(u, d)
         self.payload += [0, np.asarray(up).nbytes, 0, 1]
-        uploads[s + i] = up
+        uploads[s + i] = np.asarray(up, np.float32)
         metrics.append(m)
     g, ema, sm = self.update(g, ema, k_gen, jnp.asarray(labels), jnp.asarray(uploads),
                              self.denominator)
@@ -534,10 +596,11 @@ class FedAvgGan(_Common):
     fn = functools.partial(fedavg_user, gen=self.gen, disc=self.disc, tx=self.tx,
                            clip_norm=c.fedavg.clip_norm,
                            noise_multiplier=c.fedavg.noise_multiplier,
-                           gp_weight=c.gp_weight, drift=c.drift)
+                           gp_weight=c.gp_weight, drift=c.drift,
+                           upload_dtype=wire_dtype(c.wire))
     key = ("fedavg", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
            c.fedavg.clip_norm, c.fedavg.noise_multiplier, c.fedavg.server_lr, c.ema_decay,
-           c.user_mode, c.num_devices)
+           c.user_mode, c.num_devices, c.wire)
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
         c.user_mode, fn, distributed.batch_sharded(self.mesh)))
     gen, disc = self.gen, self.disc
@@ -579,8 +642,14 @@ class FedAvgGan(_Common):
       return state, {"users": 0}
     k_users = jax.random.fold_in(jax.random.fold_in(self.root, 7), r)
     # What a user receives: both networks' weights and spectral-norm vectors
-    # (optimizer states stay on the server).
-    down = nbytes({"g": (g.params, g.model_state), "d": (d.params, d.model_state)})
+    # in the wire's float dtype (optimizer states stay on the server); the
+    # user trains from them and its update is relative to what it received.
+    local = {"g": (g.params, g.model_state), "d": (d.params, d.model_state)}
+    sent = tree_to_wire(local, c.wire)
+    down = nbytes(sent)
+    got = tree_from_wire(sent, jax.device_get(local))
+    g_user = g.replace(params=got["g"][0], model_state=got["g"][1])
+    d_user = d.replace(params=got["d"][0], model_state=got["d"][1])
     total = jax.tree.map(np.zeros_like, jax.device_get({"g": g.params, "d": d.params}))
     chunk = c.user_chunk
     metrics = []
@@ -591,13 +660,13 @@ class FedAvgGan(_Common):
       for u in pad:
         idx = self.real_batches(u, r, c.fedavg.local_steps * c.n_critic).reshape(
             c.fedavg.local_steps, c.n_critic, c.batch_size)
-        arg_list.append((g, d, self._float(idx), self.labels[idx],
+        arg_list.append((g_user, d_user, self._float(idx), self.labels[idx],
                          jax.random.fold_in(k_users, u)))
       outs = self.user_fn(arg_list)
       for i in range(len(ids)):
         up, m = outs[i]
         self.payload += [down, nbytes(up), 1, 1]
-        total = jax.tree.map(np.add, total, up)
+        total = jax.tree.map(lambda t, a: t + np.asarray(a, np.float32), total, up)
         metrics.append(m)
     g, d, ema = self.apply(g, d, ema, total, self.denominator, g.step)
     row = {"users": len(users)}
@@ -691,6 +760,7 @@ def _check_config(config) -> None:
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
   check_label_weighting(config.label_weighting)
+  check_wire(config.wire)
   if config.eval_suite not in ("", "fast", "full"):
     raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
                      "accuracy only), 'fast' (the suite's quick look) or 'full'.")
@@ -761,7 +831,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              "sampling": config.sampling,
                              "sampling_probability":
                                  dp_settings(config, 1.0, part.num_users).sampling_probability,
-                             "batch_size": config.batch_size}
+                             "batch_size": config.batch_size, "wire": config.wire}
   runners = {"gswgan": GsWganFederated, "fedavg_gan": FedAvgGan}
   for m in config.methods:
     runner = runners[m](config, workdir, images, labels, part)

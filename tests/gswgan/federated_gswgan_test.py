@@ -170,6 +170,53 @@ def test_server_update_backpropagates_exactly_the_aggregated_uploads():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 
+def test_compact_wire_rounds_each_upload_last(disc_state):
+  """bfloat16 uploads are the float32 ones (same key: same critic steps,
+  clip and noise) rounded on the user's device: post-processing of the
+  sanitized upload, so its bound and noise scale are those tested above."""
+  args = _user_inputs(50)
+  run = lambda dt: federated.user_round(  # noqa: E731
+      disc_state, *args, jnp.ones(10), jax.random.key(3), clip_norm=1.0 / B,
+      noise_multiplier=0.3, upload_dtype=dt, **KW)[1]
+  up32, up16 = run(jnp.float32), run(jnp.bfloat16)
+  assert up16.dtype == jnp.bfloat16 and up16.nbytes * 2 == up32.nbytes
+  np.testing.assert_array_equal(np.asarray(up16), np.asarray(up32.astype(jnp.bfloat16)))
+  assert float(jnp.max(jnp.abs(up16.astype(jnp.float32) - up32))) > 0  # It did round.
+
+  g = steps.init_net(jax.random.key(1), GEN, TX)
+  real_x, real_y = args[0][None, :1], args[1][None, :1]  # 1 local step of 1 critic step.
+  fa = lambda dt: federated.fedavg_user(  # noqa: E731
+      g, disc_state, real_x, real_y, jax.random.key(4), gen=GEN, disc=DISC, tx=TX,
+      clip_norm=0.1, noise_multiplier=0.01, gp_weight=10.0, drift=1e-3, upload_dtype=dt)[0]
+  u32, u16 = fa(jnp.float32), fa(jnp.bfloat16)
+  for a, b in zip(jax.tree.leaves(u32), jax.tree.leaves(u16)):
+    assert b.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(a.astype(jnp.bfloat16)))
+
+
+def test_images_and_weights_on_the_wire():
+  x = np.random.default_rng(0).uniform(-0.1, 1.1, (4, 28, 28, 1)).astype(np.float32)
+  assert federated.images_to_wire(x, "float32").dtype == np.float32
+  np.testing.assert_array_equal(federated.images_to_wire(x, "float32"), x)
+  q = federated.images_to_wire(x, "compact")
+  assert q.dtype == np.uint8 and q.nbytes * 4 == x.nbytes
+  back = federated.images_from_wire(q)
+  assert back.dtype == np.float32
+  # Within half a grey level of the sample clipped to the image range.
+  assert np.abs(back - np.clip(x, 0, 1)).max() <= 0.5 / 255 + 1e-7
+  assert back.min() == 0 and back.max() == 1
+  g = steps.init_net(jax.random.key(0), GEN, TX)
+  tree = jax.device_get((g.params, g.model_state))
+  sent = federated.tree_to_wire(tree, "compact")
+  assert federated.nbytes(sent) * 2 == federated.nbytes(tree)
+  got = federated.tree_from_wire(sent, tree)
+  for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(got)):
+    assert b.dtype == a.dtype
+    np.testing.assert_allclose(b, a, rtol=2 ** -8, atol=0)
+  with pytest.raises(ValueError, match="wire='int4'.*compact"):
+    federated.images_to_wire(x, "int4")
+
+
 def _config(arg="smoke", **kw):
   c = fed_config.get_config(arg)
   with c.unlocked():
@@ -242,6 +289,28 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
       assert res[m]["scores"][k] == record[k], k
     assert ev["intra_class_l2"] == record["intra_class_l2"] > 0
     assert ev["real_intra_class_l2"] == record["real_intra_class_l2"] > 0
+
+
+def test_compact_wire_payloads_of_both_methods(tmp_path):
+  require_prepared("mnist")
+  res = federated.train_and_evaluate(_config(wire="compact", rounds=2), str(tmp_path))
+  assert res["wire"] == "compact"
+  gs, fa = res["gswgan"], res["fedavg_gan"]
+  # GS-WGAN: B uint8 samples + B uint8 labels down, B bfloat16 gradients up.
+  assert gs["upload_bytes_per_user_per_round"] == B * 784 * 2
+  assert gs["download_bytes_per_user_per_round"] == B * 784 + B
+  # FedAvg-GAN: every float (weights, spectral-norm vectors, updates) in bfloat16.
+  g = steps.init_net(jax.random.key(0), GEN, TX)
+  d = steps.init_net(jax.random.key(0), DISC, TX)
+  weights = _param_bytes(g.params) + _param_bytes(d.params)
+  assert fa["upload_bytes_per_user_per_round"] == weights // 2
+  assert fa["download_bytes_per_user_per_round"] == (
+      weights + _param_bytes((g.model_state, d.model_state))) // 2
+  with np.load(tmp_path / "gswgan" / "gen_data.npz") as f:
+    assert np.isfinite(f["x"]).all()
+  with pytest.raises(ValueError, match="wire='fp8'"):
+    federated.train_and_evaluate(_config(wire="fp8"), str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()
 
 
 def test_a_run_that_cannot_be_scored_says_so_before_training(tmp_path):
