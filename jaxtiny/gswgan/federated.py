@@ -647,7 +647,7 @@ class FedAvgGan(_Common):
     local = {"g": (g.params, g.model_state), "d": (d.params, d.model_state)}
     sent = tree_to_wire(local, c.wire)
     down = nbytes(sent)
-    got = tree_from_wire(sent, jax.device_get(local))
+    got = tree_from_wire(sent, local)  # Only the dtypes of `local` are read.
     g_user = g.replace(params=got["g"][0], model_state=got["g"][1])
     d_user = d.replace(params=got["d"][0], model_state=got["d"][1])
     total = jax.tree.map(np.zeros_like, jax.device_get({"g": g.params, "d": d.params}))
