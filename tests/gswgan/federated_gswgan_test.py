@@ -70,6 +70,52 @@ def test_user_upload_noise_std_is_sigma_sqrt_b_c(disc_state):
   assert abs(noise.std() / expected - 1) < 5 / math.sqrt(2 * noise.size)
 
 
+@pytest.fixture(scope="module")
+def gen_state():
+  return steps.init_net(jax.random.key(1), GEN, TX)
+
+
+def _fedavg_update(g, d, num_records, local_steps, scale, clip, sigma, key=4):
+  rng = np.random.default_rng(local_steps)
+  records = rng.uniform(0, 1, (num_records, 28, 28, 1)).astype(np.float32) * scale
+  labels = rng.integers(0, 10, num_records)
+  idx = np.stack([federated.user_batches(np.arange(num_records), 1, B, rng)
+                  for _ in range(local_steps)])  # [local_steps, 1 critic step, B]
+  return federated.fedavg_user(
+      g, d, jnp.asarray(records[idx]), jnp.asarray(labels[idx]), jax.random.key(key),
+      gen=GEN, disc=DISC, tx=TX, clip_norm=clip, noise_multiplier=sigma, gp_weight=10.0,
+      drift=1e-3)[0]
+
+
+def _global_norm(tree):
+  return math.sqrt(sum(float(jnp.sum(jnp.square(x.astype(jnp.float32))))
+                       for x in jax.tree.leaves(tree)))
+
+
+@pytest.mark.parametrize("num_records,local_steps,scale", [(1, 1, 1.0), (400, 3, 1.0),
+                                                            (400, 3, 1e4)])
+def test_fedavg_update_bound_does_not_depend_on_the_users_records(
+    gen_state, disc_state, num_records, local_steps, scale):
+  """The baseline's user-level bound: the joint (generator + discriminator)
+  update is clipped to S whatever the user's records and local steps."""
+  clip = 1e-4  # Below the raw update's norm (one Adam step moves each weight ~1e-4).
+  update = _fedavg_update(gen_state, disc_state, num_records, local_steps, scale, clip, 0.0)
+  assert set(update) == {"g", "d"}
+  assert _global_norm(update) <= clip * (1 + 1e-5)
+  raw = _fedavg_update(gen_state, disc_state, num_records, local_steps, scale, 1e9, 0.0)
+  assert _global_norm(raw) > 2 * clip  # The clip was active.
+
+
+def test_fedavg_update_noise_std_is_sigma_s(gen_state, disc_state):
+  clip, sigma = 0.1, 0.5
+  noisy = _fedavg_update(gen_state, disc_state, 50, 1, 1.0, clip, sigma)
+  clean = _fedavg_update(gen_state, disc_state, 50, 1, 1.0, clip, 0.0)  # Same local steps.
+  noise = np.concatenate([np.ravel(np.asarray(a) - np.asarray(b)) for a, b in
+                          zip(jax.tree.leaves(noisy), jax.tree.leaves(clean))])
+  assert abs(noise.mean()) < 5 * sigma * clip / math.sqrt(noise.size)
+  assert abs(noise.std() / (sigma * clip) - 1) < 5 / math.sqrt(2 * noise.size)
+
+
 def test_samples_of_labels_the_user_lacks_carry_no_signal(disc_state):
   real_x, real_y, fake_x, fake_y = _user_inputs(50)
   mask = (jnp.arange(10) < 5).astype(jnp.float32)
