@@ -211,7 +211,7 @@ def test_server_update_backpropagates_exactly_the_aggregated_uploads():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 
-def test_compact_wire_rounds_each_upload_last(disc_state):
+def test_compact_wire_rounds_each_upload_last(gen_state, disc_state):
   """bfloat16 uploads are the float32 ones (same key: same critic steps,
   clip and noise) rounded on the user's device: post-processing of the
   sanitized upload, so its bound and noise scale are those tested above."""
@@ -224,10 +224,9 @@ def test_compact_wire_rounds_each_upload_last(disc_state):
   np.testing.assert_array_equal(np.asarray(up16), np.asarray(up32.astype(jnp.bfloat16)))
   assert float(jnp.max(jnp.abs(up16.astype(jnp.float32) - up32))) > 0  # It did round.
 
-  g = steps.init_net(jax.random.key(1), GEN, TX)
   real_x, real_y = args[0][None, :1], args[1][None, :1]  # 1 local step of 1 critic step.
   fa = lambda dt: federated.fedavg_user(  # noqa: E731
-      g, disc_state, real_x, real_y, jax.random.key(4), gen=GEN, disc=DISC, tx=TX,
+      gen_state, disc_state, real_x, real_y, jax.random.key(4), gen=GEN, disc=DISC, tx=TX,
       clip_norm=0.1, noise_multiplier=0.01, gp_weight=10.0, drift=1e-3, upload_dtype=dt)[0]
   u32, u16 = fa(jnp.float32), fa(jnp.bfloat16)
   for a, b in zip(jax.tree.leaves(u32), jax.tree.leaves(u16)):
