@@ -1,10 +1,12 @@
 """Shared fixtures: small generated datasets in the standard file layouts."""
 
 import dataclasses
+import gc
 import gzip
 import os
 import pickle
 
+import jax
 import numpy as np
 import pytest
 
@@ -12,6 +14,20 @@ from jaxtiny.data import datasets
 from jaxtiny.data import idx
 
 TOY_SIZES = {"train": 40, "test": 20}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's compiled programs after each test file.
+
+  XLA:CPU maps every compiled program's code into memory; one process that
+  runs the whole suite accumulated them past Linux's default limit of 65,530
+  memory maps (`vm.max_map_count`; tests/tinynas/pipeline_test.py alone adds
+  ~15,000), and the next compile died with a segmentation fault inside XLA.
+  Clearing the caches returns the count to its baseline (~700)."""
+  yield
+  jax.clear_caches()
+  gc.collect()
 
 
 def make_toy_arrays(seed: int = 0, sizes=None):
