@@ -30,6 +30,11 @@ pixel-threshold models RandomForest and GaussianNB) and writes into
 <out>/pixel_floor_T/, keeping the raw samples' results:
   python -m experiments.evaluate --gen=runs/fed/gswgan --dataset=mnist --fast --pixel_floor=0.05
 
+--background prints what a generator draws where real digits are blank
+(exact zeros, mean value, class dependence; metrics.background_stats) against
+the real test set, and scores nothing:
+  python -m experiments.evaluate --gen=runs/fed/gswgan --dataset=mnist --background
+
 --fast is a quick look, not the paper's protocol: IS on 10,000 samples, FID
 on 5,000, CNN for 5 epochs, 6 scikit-learn models (LogisticRegression,
 GaussianNB, BernoulliNB, LDA, MLP, RandomForest) on 10,000 samples. Outputs
@@ -52,6 +57,7 @@ import numpy as np
 
 from jaxtiny import data
 from jaxtiny.eval import generated
+from jaxtiny.eval import metrics
 from jaxtiny.eval import suite
 from jaxtiny.train import plots
 
@@ -70,6 +76,9 @@ _PIXEL_FLOOR = flags.DEFINE_float(
     "pixel_floor", 0.0, "Set generated pixels below this value to 0 before scoring (a "
     "post-processing of the release; 0 = off). Writes into <out>/pixel_floor_<value>/ so "
     "the raw samples' eval.json is kept.")
+_BACKGROUND = flags.DEFINE_bool(
+    "background", False, "Print the generated samples' values on the real test set's "
+    "background (pixels whose real mean is below 0.01) and stop; no scoring.")
 _TABLE = flags.DEFINE_bool("table", False, "Print a Markdown table of the eval.json "
                            "files under the given folders.")
 _GROUP_SEEDS = flags.DEFINE_bool("group_seeds", False, "With --table: one row per method "
@@ -134,6 +143,9 @@ def main(argv):
   if _GEN.value == "real" and _PIXEL_FLOOR.value:
     raise app.UsageError("--pixel_floor post-processes generated samples; the Real row "
                          "(--gen=real) is scored as stored.")
+  if _GEN.value == "real" and _BACKGROUND.value:
+    raise app.UsageError("--background compares generated samples with the real test "
+                         "set; pass --gen=<workdir or .npz>.")
   if _GEN.value == "real":
     out = _OUT.value or os.path.join("runs", f"real_{_DATASET.value}")
     gen = _real_set(_DATASET.value, _DATA_DIR.value, out)
@@ -144,6 +156,12 @@ def main(argv):
       sys.exit(f"error: {e}")
     out = _OUT.value or (_GEN.value if os.path.isdir(_GEN.value)
                          else os.path.dirname(os.path.abspath(_GEN.value)))
+  if _BACKGROUND.value:
+    real_x, _ = data.load(_DATASET.value, "test", _DATA_DIR.value or None)
+    stats = metrics.background_stats(gen.x, gen.y, real_x.astype(np.float32) / 255.0)
+    print(f"{gen.path}: " + ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
+    return
   if _PIXEL_FLOOR.value:
     try:
       gen = generated.with_pixel_floor(gen, _PIXEL_FLOOR.value)

@@ -77,6 +77,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.non_iid.min_size = 8
   c.methods = ("gswgan", "fedavg_gan")
   c.generator = "dcgan"
+  c.generator_output = "sigmoid"    # "sigmoid" (the paper's) or "hard_sigmoid" (exact
+                                    # 0 / 1 reachable: black backgrounds, models.py).
 
   # Privacy-relevant settings.
   c.num_users = 20                  # U (fed_emnist: the first U writers; 0 = all).

@@ -360,7 +360,7 @@ class _Common:
     self.dir = os.path.join(workdir, self.name)
     os.makedirs(self.dir, exist_ok=True)
     self.images, self.labels, self.part = images, labels, part
-    self.gen = models.make_generator(config.generator)
+    self.gen = models.make_generator(config.generator, config.generator_output)
     self.disc = models.Discriminator()
     self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
     self.settings = dp_settings(config, noise_multiplier, part.num_users)
@@ -386,7 +386,7 @@ class _Common:
     return label_weights(self.labels[self.part.user(u)], self.config.label_weighting)
 
   def save_grid(self, path, params, stats, key):
-    fn = _generate_fn(self.config.generator)
+    fn = _generate_fn(self.config.generator, self.config.generator_output)
     labels = np.repeat(np.arange(models.NUM_CLASSES, dtype=np.int32), 10)
     images = np.asarray(fn(params, stats, key, jnp.asarray(labels)))
     plots.save_image_grid(path, images, ncols=10,
@@ -394,7 +394,7 @@ class _Common:
 
   def finish(self, ema, stats, ledger_entry) -> dict:
     """gen_data.npz from the EMA generator and the method's summary."""
-    fn = _generate_fn(self.config.generator)
+    fn = _generate_fn(self.config.generator, self.config.generator_output)
     k_sample = jax.random.fold_in(self.root, 99)
     gen_x, gen_y = central.sample_generator(fn, ema, stats, k_sample,
                                             self.config.num_gen_samples)
@@ -402,7 +402,9 @@ class _Common:
     fileio.atomic_write_npz(path, compressed=True, x=gen_x.astype(np.float32), y=gen_y)
     checkpoint.save_tree(os.path.join(self.dir, "generator.npz"),
                          {"params": ema, "model_state": stats},
-                         meta={"generator": self.config.generator, "privacy": ledger_entry})
+                         meta={"generator": self.config.generator,
+                               "generator_output": self.config.generator_output,
+                               "privacy": ledger_entry})
     self.save_grid(os.path.join(self.dir, "samples_final.png"), ema, stats, k_sample)
     down, up, n_down, n_up = (int(v) for v in self.payload)
     return {"upload_bytes_per_user_per_round": up / max(n_up, 1),
@@ -425,8 +427,8 @@ def _cached(key: tuple, build: Callable[[], Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _generate_fn(generator: str):
-  gen = models.make_generator(generator)
+def _generate_fn(generator: str, output: str = "sigmoid"):
+  gen = models.make_generator(generator, output)
   return jax.jit(lambda p, s, k, y: steps.generate(gen, p, s, k, y))
 
 
@@ -461,8 +463,9 @@ class GsWganFederated(_Common):
     self.clip = c.dp.clip_norm / c.batch_size
     self.bound = sanitizer.user_upload_bound(c.batch_size, self.clip)
     gen, disc, tx = self.gen, self.disc, self.tx
-    key = ("gswgan", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
-           self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode, c.num_devices, c.wire)
+    key = ("gswgan", c.generator, c.generator_output, c.learning_rate, tuple(c.betas),
+           c.gp_weight, c.drift, self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode,
+           c.num_devices, c.wire)
     fn = functools.partial(user_round, disc=disc, tx=tx, gp_weight=c.gp_weight,
                            drift=c.drift, clip_norm=self.clip,
                            noise_multiplier=c.dp.noise_multiplier,
@@ -598,9 +601,9 @@ class FedAvgGan(_Common):
                            noise_multiplier=c.fedavg.noise_multiplier,
                            gp_weight=c.gp_weight, drift=c.drift,
                            upload_dtype=wire_dtype(c.wire))
-    key = ("fedavg", c.generator, c.learning_rate, tuple(c.betas), c.gp_weight, c.drift,
-           c.fedavg.clip_norm, c.fedavg.noise_multiplier, c.fedavg.server_lr, c.ema_decay,
-           c.user_mode, c.num_devices, c.wire)
+    key = ("fedavg", c.generator, c.generator_output, c.learning_rate, tuple(c.betas),
+           c.gp_weight, c.drift, c.fedavg.clip_norm, c.fedavg.noise_multiplier,
+           c.fedavg.server_lr, c.ema_decay, c.user_mode, c.num_devices, c.wire)
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
         c.user_mode, fn, distributed.batch_sharded(self.mesh)))
     gen, disc = self.gen, self.disc
@@ -761,6 +764,7 @@ def _check_config(config) -> None:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
   check_label_weighting(config.label_weighting)
   check_wire(config.wire)
+  models.check_output(config.generator_output)
   if config.eval_suite not in ("", "fast", "full"):
     raise ValueError(f"eval_suite={config.eval_suite!r}; use '' (IS / FID / label "
                      "accuracy only), 'fast' (the suite's quick look) or 'full'.")

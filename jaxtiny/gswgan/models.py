@@ -30,15 +30,38 @@ def sample_latent(key: jax.Array, batch: int, latent_dim: int = LATENT_DIM) -> j
   return jax.random.bernoulli(key, 0.5, (batch, latent_dim)).astype(jnp.float32)
 
 
+OUTPUTS = ("sigmoid", "hard_sigmoid")
+
+
+def check_output(output: str) -> None:
+  if output not in OUTPUTS:
+    raise ValueError(f"generator_output={output!r}: use 'sigmoid' (the paper's) or "
+                     "'hard_sigmoid' (relu6(h + 3) / 6: exactly 0 for h <= -3, so "
+                     "backgrounds can be exactly black, as in real digits).")
+
+
+def pixel_output(h: jax.Array, output: str) -> jax.Array:
+  """Pixel values in [0, 1] from pre-activations: the paper's sigmoid, or a
+  hard sigmoid, which reaches exactly 0 and 1 (with zero gradient there)."""
+  if output == "sigmoid":
+    return jax.nn.sigmoid(h)
+  if output == "hard_sigmoid":
+    return jax.nn.relu6(h + 3.0) / 6.0
+  check_output(output)
+  raise AssertionError(output)
+
+
 def _sn(layer: nn.Module, enabled: bool = True):
   return nn.SpectralNorm(layer) if enabled else layer
 
 
 class DCGANGenerator(nn.Module):
   """Linear(20->4096)->(4,4,256); deconv k5 ->128 (crop 7x7); deconv k5 ->64
-  (11x11); deconv k8 s2 ->1 (28x28); ReLU + pixel-norm between; sigmoid out."""
+  (11x11); deconv k8 s2 ->1 (28x28); ReLU + pixel-norm between; sigmoid out
+  (or `output`, see `pixel_output`)."""
   num_classes: int = NUM_CLASSES
   dim: int = 64
+  output: str = "sigmoid"
 
   @nn.compact
   def __call__(self, z, y, update_stats: bool = False):
@@ -51,7 +74,7 @@ class DCGANGenerator(nn.Module):
     h = conv_lib.ConvTranspose(self.dim, (5, 5))(h)
     h = pixel_norm(nn.relu(h))
     h = conv_lib.ConvTranspose(1, (8, 8), strides=(2, 2))(h)
-    return jax.nn.sigmoid(h)
+    return pixel_output(h, self.output)
 
 
 class _UpBlock(nn.Module):
@@ -73,6 +96,7 @@ class ResNetGenerator(nn.Module):
   SN-conv3x3 (no padding) to 1 channel, sigmoid, crop to 28x28."""
   num_classes: int = NUM_CLASSES
   channels: int = 256
+  output: str = "sigmoid"
 
   @nn.compact
   def __call__(self, z, y, update_stats: bool = False):
@@ -83,7 +107,7 @@ class ResNetGenerator(nn.Module):
       h = _UpBlock(self.channels)(h, update_stats)
     h = nn.SpectralNorm(nn.Conv(1, (3, 3), padding="VALID"))(h, update_stats=update_stats)
     # 32x32 -> 30x30 after the valid conv; the centre 28x28 is the image.
-    return jax.nn.sigmoid(h[:, 1:29, 1:29])
+    return pixel_output(h[:, 1:29, 1:29], self.output)
 
 
 class Discriminator(nn.Module):
@@ -114,9 +138,10 @@ class Discriminator(nn.Module):
     return out + jnp.sum(embed * h, axis=-1)
 
 
-def make_generator(name: str) -> nn.Module:
+def make_generator(name: str, output: str = "sigmoid") -> nn.Module:
+  check_output(output)
   if name == "dcgan":
-    return DCGANGenerator()
+    return DCGANGenerator(output=output)
   if name == "resnet":
-    return ResNetGenerator()
+    return ResNetGenerator(output=output)
   raise ValueError(f"generator={name!r}: use 'dcgan' or 'resnet'.")

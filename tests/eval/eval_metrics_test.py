@@ -105,3 +105,30 @@ def test_intra_class_distance_subsamples_and_validates():
     metrics.intra_class_distance(x[:3], np.arange(3))
   with pytest.raises(ValueError, match=r"labels must be \[N\]"):
     metrics.intra_class_distance(x, y[:10])
+
+
+def test_background_stats_known_values():
+  # Real: 4 pixels, the last two always 0 (background); 2 of 8 values nonzero.
+  real = np.array([[1.0, 0.5, 0, 0], [0.2, 0.0, 0, 0]])
+  # Generated, class 0 draws 0.1 on the background, class 1 draws 0.3: the
+  # background depends on the class only (within-class sd 0).
+  gen = np.array([[1, 1, 0.1, 0.1], [1, 0, 0.1, 0.1], [1, 1, 0.3, 0.3], [0, 1, 0.3, 0.3]])
+  y = np.array([0, 0, 1, 1])
+  s = metrics.background_stats(gen, y, real, threshold=0.01)
+  assert s["background_pixels"] == 2
+  assert s["real_exact_zero"] == pytest.approx(5 / 8)
+  assert s["gen_exact_zero"] == pytest.approx(2 / 16)
+  assert s["real_background_mean"] == 0.0
+  assert s["gen_background_mean"] == pytest.approx(0.2)
+  assert s["between_class_sd"] == pytest.approx(0.1)  # std of (0.1, 0.3)
+  assert s["within_class_sd"] == 0.0 and s["class_signal"] == float("inf")
+  # Class-independent noise: the ratio is the (small) between / within spread.
+  rng = np.random.default_rng(0)
+  noisy = np.concatenate([np.ones((4000, 2)), rng.uniform(0, 0.1, (4000, 2))], axis=1)
+  s = metrics.background_stats(noisy, np.arange(4000) % 2, real)
+  assert s["within_class_sd"] == pytest.approx(0.1 / np.sqrt(12), rel=0.05)
+  assert s["class_signal"] < 0.1
+  with pytest.raises(ValueError, match="pixels"):
+    metrics.background_stats(gen[:, :3], y, real)
+  with pytest.raises(ValueError, match="threshold"):
+    metrics.background_stats(gen, y, np.ones((2, 4)))

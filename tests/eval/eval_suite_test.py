@@ -140,6 +140,27 @@ def test_cli_reports_bad_input_clearly(tmp_path):
   assert out.returncode != 0 and "not the FID Inception-v3 weights" in out.stderr
 
 
+def test_cli_background_report(tmp_path):
+  """--background prints the samples' values on the real test set's blank
+  pixels and writes nothing; black-background samples have no class signal."""
+  require_prepared("mnist")
+  real_x, real_y = data.load("mnist", "test")
+  x = real_x[:200].reshape(200, -1).astype(np.float32) / 255.0
+  x[:, 0] = 0.02 * (real_y[:200] % 10)  # A corner pixel that encodes the class.
+  np.savez(tmp_path / "gen.npz", x=x.reshape(200, 28, 28), y=real_y[:200])
+  out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'gen.npz'}",
+                    "--dataset=mnist", "--background"])
+  line = out.stdout.strip().splitlines()[-1]
+  assert line.startswith(str(tmp_path / "gen.npz"))
+  stats = dict(kv.rsplit(" ", 1) for kv in line.split(": ", 1)[1].split(", "))
+  assert 0 < float(stats["gen_background_mean"]) < 0.01
+  assert float(stats["class_signal"]) > 0
+  assert sorted(os.listdir(tmp_path)) == ["gen.npz"]
+  out = run_python(["-m", "experiments.evaluate", "--gen=real", "--dataset=mnist",
+                    "--background"], check=False)
+  assert out.returncode != 0 and "--background compares" in out.stderr
+
+
 def test_missing_classifier_names_the_training_command(tmp_path):
   require_prepared("mnist")
   data_dir = tmp_path / "data"

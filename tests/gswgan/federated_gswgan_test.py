@@ -413,6 +413,8 @@ def test_bad_configs_fail_before_writing(tmp_path):
     federated.train_and_evaluate(_config(eval_suite="paper"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="label_weighting"):
     federated.train_and_evaluate(_config(label_weighting="share"), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="generator_output='tanh'"):
+    federated.train_and_evaluate(_config(generator_output="tanh"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="num_gen_samples=100"):
     federated.train_and_evaluate(_config(eval_suite="fast"), str(tmp_path / "c"))
   assert not (tmp_path / "c").exists()

@@ -152,6 +152,39 @@ def test_generators_and_discriminator_shapes():
   assert disc.apply(v, jnp.zeros((3, 28, 28, 1)), y).shape == (3,)
 
 
+def test_hard_sigmoid_output_reaches_exact_black_and_white():
+  """`hard_sigmoid` is relu6(h + 3) / 6: 0.5 at 0 like the sigmoid, exactly 0
+  (1) with zero gradient for h <= -3 (>= 3), slope 1/6 between; the
+  generators' parameters do not depend on the output, and a generator whose
+  last bias is pushed below -3 draws an exactly black image."""
+  h = jnp.array([-5.0, -3.0, -1.5, 0.0, 1.5, 3.0, 5.0])
+  out = models.pixel_output(h, "hard_sigmoid")
+  np.testing.assert_allclose(out, [0, 0, 0.25, 0.5, 0.75, 1, 1], atol=1e-7)
+  grad = jax.vmap(jax.grad(lambda v: models.pixel_output(v, "hard_sigmoid")))(h)
+  np.testing.assert_allclose(grad, [0, 0, 1 / 6, 1 / 6, 1 / 6, 0, 0], atol=1e-7)
+  sig = models.pixel_output(h, "sigmoid")
+  assert float(sig.min()) > 0 and float(sig.max()) < 1  # The paper's never reaches 0 / 1.
+  key = jax.random.key(0)
+  z, y = models.sample_latent(key, 4), jnp.array([0, 3, 7, 9])
+  for name in ("dcgan", "resnet"):
+    soft = models.make_generator(name)
+    hard = models.make_generator(name, "hard_sigmoid")
+    if name == "resnet":
+      soft, hard = soft.clone(channels=16), hard.clone(channels=16)
+    v = hard.init(key, z, y)
+    assert jax.tree.structure(v) == jax.tree.structure(soft.init(key, z, y))
+    x = hard.apply(v, z, y)
+    assert x.shape == (4, 28, 28, 1) and 0 <= float(x.min()) <= float(x.max()) <= 1
+  v = models.make_generator("dcgan", "hard_sigmoid").init(key, z, y)
+  params = jax.tree.map(lambda a: a, v["params"])
+  last = sorted(k for k in params if k.startswith("ConvTranspose"))[-1]
+  params[last]["bias"] = params[last]["bias"] - 1e3
+  black = models.make_generator("dcgan", "hard_sigmoid").apply({**v, "params": params}, z, y)
+  assert float(jnp.max(black)) == 0.0
+  with pytest.raises(ValueError, match="generator_output='tanh'"):
+    models.make_generator("dcgan", "tanh")
+
+
 def test_discriminator_normalises_every_weight_matrix_including_the_embedding():
   """Spectral norm on the three convs, the output layer and (as in the
   authors' code) the class embedding: each stored sigma is a power-iteration
