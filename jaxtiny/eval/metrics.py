@@ -132,8 +132,8 @@ def background_stats(gen_x: np.ndarray, gen_y: np.ndarray, real_x: np.ndarray, *
   background (real and generated), and for the generated background the mean
   over pixels of the standard deviation across classes of the per-class means
   (`between_class_sd`), of the mean within-class standard deviation
-  (`within_class_sd`), and their ratio (`class_signal`, 0 when the background
-  does not depend on the class). Classes with no sample are left out.
+  (`within_class_sd`), and their ratio (`class_signal`, 0 when every class has the
+  same mean background). Classes with no sample are left out.
   """
   g = np.asarray(gen_x, np.float64).reshape(len(gen_x), -1)
   r = np.asarray(real_x, np.float64).reshape(len(real_x), -1)
