@@ -53,7 +53,8 @@ float32: 87x).
 
 Outputs: results.json (partition, users, rounds, wire, and per method the upload
 and download bytes per user per round, epsilon, delta, the sample-quality
-scores and the evaluation suite's MLP / CNN / Avg / Calibrated accuracies:
+scores and the evaluation suite's MLP / CNN / Avg / Calibrated accuracies and
+the generated background on the real test set's blank pixels:
 `eval_suite` "fast" in cpu, about 2 minutes per method, "full" in emnist,
 about an hour per method on 2 CPU cores), partition.npz, and per method a
 directory with checkpoints, metrics.jsonl, samples_<round>.png, privacy.json,

@@ -13,6 +13,8 @@ import pytest
 from experiments.configs import gswgan_federated as fed_config
 from helpers import require_prepared
 from helpers import train_quick_classifier
+from jaxtiny import data
+from jaxtiny.eval import metrics
 from jaxtiny.gswgan import federated
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
@@ -287,6 +289,7 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
 
   monkeypatch.setattr(scores_lib, "sample_quality", counted)
   res = federated.train_and_evaluate(c, str(tmp_path))
+  real_test = data.load("mnist", "test")[0].astype(np.float32)
   assert len(calls) == 2  # IS / FID once per method, by the suite, not again.
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
   assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
@@ -329,6 +332,12 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
       assert res[m]["scores"][k] == record[k], k
     assert ev["intra_class_l2"] == record["intra_class_l2"] > 0
     assert ev["real_intra_class_l2"] == record["real_intra_class_l2"] > 0
+    # The background on the real test set's blank pixels, from the released samples.
+    with np.load(tmp_path / m / "gen_data.npz") as f:
+      want = metrics.background_stats(f["x"], f["y"], real_test / 255.0)
+    assert ev["background"] == pytest.approx(want)
+    assert 0 < ev["background"]["background_pixels"] < 784
+    assert ev["background"]["real_exact_zero"] > 0.5  # MNIST: most pixels exactly black.
 
 
 def test_compact_wire_payloads_of_both_methods(tmp_path):
