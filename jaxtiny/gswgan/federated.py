@@ -832,6 +832,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              else "fed_emnist", "partition_stats": described,
                              "users": part.num_users, "rounds": rounds,
                              "dataset": config.dataset, "generator": config.generator,
+                             "generator_output": config.generator_output,
                              "sampling": config.sampling,
                              "sampling_probability":
                                  dp_settings(config, 1.0, part.num_users).sampling_probability,
