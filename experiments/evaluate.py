@@ -57,7 +57,6 @@ import numpy as np
 
 from jaxtiny import data
 from jaxtiny.eval import generated
-from jaxtiny.eval import metrics
 from jaxtiny.eval import suite
 from jaxtiny.train import plots
 
@@ -157,8 +156,7 @@ def main(argv):
     out = _OUT.value or (_GEN.value if os.path.isdir(_GEN.value)
                          else os.path.dirname(os.path.abspath(_GEN.value)))
   if _BACKGROUND.value:
-    real_x, _ = data.load(_DATASET.value, "test", _DATA_DIR.value or None)
-    stats = metrics.background_stats(gen.x, gen.y, real_x.astype(np.float32) / 255.0)
+    stats = suite.background_on_test_split(gen, _DATASET.value, _DATA_DIR.value or None)
     print(f"{gen.path}: " + ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
     return

@@ -157,6 +157,15 @@ def real_intra_class_distance(dataset: str, data_dir: Optional[str] = None) -> f
   return metrics.intra_class_distance(x.astype(np.float32) / 255.0, y)
 
 
+def background_on_test_split(gen: generated_lib.GeneratedSet, dataset: str,
+                             data_dir: Optional[str] = None) -> dict:
+  """`metrics.background_stats` of a generated set against the real test split
+  in [0, 1]: what the generator draws where real images are blank. Raises
+  ValueError when the split has no blank pixel (mean below 0.01)."""
+  real_x, _ = data.load(dataset, "test", data_dir)
+  return metrics.background_stats(gen.x, gen.y, real_x.astype(np.float32) / 255.0)
+
+
 REAL_GENERATOR = "real data"
 # Per-method folders of a federated workdir (experiments.gswgan_federated).
 METHOD_DIRS = ("gswgan", "fedavg_gan")

@@ -922,10 +922,9 @@ def _background(gen, dataset: str, data_dir: Optional[str]) -> dict:
   kept in the record because a faint class-dependent background is what
   GaussianNB and RandomForest trained on generated samples key on. A dataset
   without blank pixels (no test-set mean below 0.01) records why instead."""
-  from jaxtiny.eval import metrics  # pylint: disable=g-import-not-at-top
-  real_x, _ = data.load(dataset, "test", data_dir)
+  from jaxtiny.eval import suite  # pylint: disable=g-import-not-at-top
   try:
-    return metrics.background_stats(gen.x, gen.y, real_x.astype(np.float32) / 255.0)
+    return suite.background_on_test_split(gen, dataset, data_dir)
   except ValueError as e:
     return {"skipped": str(e)}
 
