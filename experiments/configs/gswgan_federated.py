@@ -51,8 +51,9 @@ weights) as bfloat16 and the generated images as uint8, for both methods
 GS-WGAN 75,296 B / user / round against the baseline's 8,750,740 (116x;
 float32: 87x).
 
-Outputs: results.json (partition, users, rounds, wire, and per method the upload
-and download bytes per user per round, epsilon, delta, the sample-quality
+Outputs: results.json (partition, users, rounds, wire, seed, critic steps,
+generator output, and per method the upload and download bytes per user per
+round, epsilon, delta, the sample-quality
 scores and the evaluation suite's MLP / CNN / Avg / Calibrated accuracies and
 the generated background on the real test set's blank pixels:
 `eval_suite` "fast" in cpu, about 2 minutes per method, "full" in emnist,

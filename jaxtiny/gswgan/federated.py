@@ -836,7 +836,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              "sampling": config.sampling,
                              "sampling_probability":
                                  dp_settings(config, 1.0, part.num_users).sampling_probability,
-                             "batch_size": config.batch_size, "wire": config.wire}
+                             "batch_size": config.batch_size, "wire": config.wire,
+                             "n_critic": config.n_critic, "seed": config.seed}
   runners = {"gswgan": GsWganFederated, "fedavg_gan": FedAvgGan}
   for m in config.methods:
     runner = runners[m](config, workdir, images, labels, part)

@@ -294,6 +294,7 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
   assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
   assert res["generator_output"] == "sigmoid"
+  assert res["n_critic"] == c.n_critic and res["seed"] == c.seed
   gs, fa = res["gswgan"], res["fedavg_gan"]
   # GS-WGAN: B float32 samples (+ B uint8 labels) down, B float32 gradients up.
   assert gs["upload_bytes_per_user_per_round"] == B * 784 * 4
