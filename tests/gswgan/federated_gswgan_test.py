@@ -412,6 +412,19 @@ def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
     assert (json.loads((tmp_path / "full" / m / "privacy.json").read_text())
             == json.loads((tmp_path / "resumed" / m / "privacy.json").read_text()))
     assert resumed[m]["epsilon"] == full[m]["epsilon"]
+  # A finished run extends: the same command with more rounds continues from
+  # its last checkpoint and ends where a run planned that long from the start
+  # does (nothing in a round depends on the planned total).
+  short = federated.train_and_evaluate(_config(rounds=2), str(tmp_path / "extended"))
+  assert short["rounds"] == 2 and short["gswgan"]["epsilon"] < full["gswgan"]["epsilon"]
+  extended = federated.train_and_evaluate(c, str(tmp_path / "extended"))
+  assert extended["rounds"] == 4
+  for m in ("gswgan", "fedavg_gan"):
+    with np.load(tmp_path / "full" / m / "gen_data.npz") as a, \
+         np.load(tmp_path / "extended" / m / "gen_data.npz") as b:
+      np.testing.assert_array_equal(a["x"], b["x"])
+    assert extended[m]["epsilon"] == full[m]["epsilon"]
+    assert extended[m]["max_participations"] == full[m]["max_participations"]
 
 
 def test_bad_configs_fail_before_writing(tmp_path):
