@@ -70,6 +70,7 @@ from jaxtiny.gswgan import bank as bank_lib
 from jaxtiny.gswgan import models
 from jaxtiny.gswgan import steps
 from jaxtiny.gswgan import train as central
+from jaxtiny.privacy import accounting
 from jaxtiny.privacy import sanitizer
 from jaxtiny.privacy import user_level
 from jaxtiny.train import checkpoint
@@ -690,7 +691,8 @@ def _train_method(runner: _Common, rounds: int) -> dict:
   start = checkpoint.latest_step(ckpt_dir)
   ledger = user_level.UserLedger(runner.dir, runner.settings, runner.bound,
                                  c.dp.target_epsilon or None)
-  ledger.verify_resume(start or 0)  # A resumed run keeps its privacy settings.
+  # A resumed run keeps its privacy settings and may extend, not shorten.
+  ledger.verify_resume(start or 0, planned=rounds)
   if start is not None:
     (state, participations, payload), _, start = checkpoint.restore(
         ckpt_dir, (state, participations, runner.payload))
@@ -807,6 +809,20 @@ def unscorable_warning(config: ml_collections.ConfigDict) -> Optional[str]:
           f"finished run without training it again.")
 
 
+def _check_not_shortened(workdir: str, methods, rounds: int) -> None:
+  """Refuses, before anything is written, to resume a method whose checkpoint
+  is past the planned rounds (its ledger check in `_train_method` says the
+  same; this one runs before config.json is replaced)."""
+  for m in methods:
+    start = checkpoint.latest_step(os.path.join(workdir, m, "checkpoints"))
+    if start is not None and start > rounds:
+      raise accounting.LedgerMismatchError(
+          f"{m} in {workdir} has a checkpoint at round {start}, past the {rounds} rounds "
+          f"this config plans: its model has had {start} private rounds, and releasing it "
+          f"with the privacy of {rounds} would under-report epsilon. Use "
+          f"--config.rounds={start} or more (it extends the run), or a new --workdir.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the configured methods on one partition; writes results.json."""
   _check_config(config)
@@ -817,6 +833,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   images, labels, part = load_users(config)
   rounds = planned_rounds(config, part.num_users)  # Fails before training or writing.
+  _check_not_shortened(workdir, config.methods, rounds)
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
   part_path = os.path.join(workdir, "partition.npz")

@@ -316,7 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ledger = accounting.PrivacyLedger(workdir, settings,
                                     config.dp.target_epsilon or None)
   # A resumed run must keep the privacy settings its ledger recorded.
-  ledger.verify_resume(checkpoint.latest_step(os.path.join(workdir, "checkpoints")) or 0)
+  ledger.verify_resume(checkpoint.latest_step(os.path.join(workdir, "checkpoints")) or 0,
+                       planned=total_steps)
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
   images, labels = data.load(config.dataset, "train", config.data_dir)

@@ -49,21 +49,33 @@ class LedgerMismatchError(ValueError):
   """A run would resume under other privacy-relevant settings than it used."""
 
 
-def verify_resume(path: str, current: dict, resumed_at: int, unit: str) -> None:
-  """Refuses to resume a run whose privacy-relevant settings changed.
+def verify_resume(path: str, current: dict, resumed_at: int, unit: str,
+                  planned: Optional[int] = None) -> None:
+  """Refuses to resume a run whose privacy-relevant settings changed, or one
+  that would end before its checkpoint.
 
   The ledgers account a run as `resumed_at + more` compositions of one
   mechanism; after a change of sigma, B, K, the sampling or delta midway that
   number would be wrong (too small when, say, sigma went up). So when a run
   resumes after `resumed_at` > 0 released steps (or rounds), the ledger at
-  `path` must exist and record exactly the `current` settings.
+  `path` must exist and record exactly the `current` settings. A run can be
+  extended (more planned steps than its checkpoint) but not shortened: with
+  `planned` < `resumed_at` the released model would have had `resumed_at`
+  steps and the ledger would account `planned`.
 
   Raises:
     LedgerMismatchError: the ledger is missing, unreadable or records other
-      settings; the message lists them and says what to do.
+      settings, or `planned` is below `resumed_at`; the message lists what
+      differs and says what to do.
   """
   if resumed_at <= 0:
     return
+  if planned is not None and planned < resumed_at:
+    raise LedgerMismatchError(
+        f"cannot resume after {unit} {resumed_at} with {planned} {unit}s planned: the "
+        f"checkpoint's model has already had {resumed_at} private {unit}s, and releasing "
+        f"it with the privacy of {planned} would under-report epsilon. Plan at least "
+        f"{resumed_at} {unit}s, or start a new --workdir.")
   fix = ("resume with the recorded settings, or start a new --workdir (the ledger "
          "composes one mechanism over the whole run and cannot account a change "
          "midway)")
@@ -248,10 +260,11 @@ class PrivacyLedger:
             "discriminators": s.num_discriminators, "batch_size": s.batch_size,
             "delta": s.delta}
 
-  def verify_resume(self, steps: int) -> None:
+  def verify_resume(self, steps: int, planned: Optional[int] = None) -> None:
     """Raises LedgerMismatchError unless the ledger of a run resumed after
-    `steps` generator steps records these settings (see `verify_resume`)."""
-    verify_resume(self.path, self.settings_entry(), steps, "generator step")
+    `steps` generator steps records these settings and the run plans at least
+    `steps` (see `verify_resume`)."""
+    verify_resume(self.path, self.settings_entry(), steps, "generator step", planned)
 
   def record(self, steps: int) -> dict:
     """Computes epsilon after `steps` generator steps and writes the ledger."""

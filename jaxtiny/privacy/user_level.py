@@ -197,10 +197,11 @@ class UserLedger:
             "users": s.num_users, "noise_multiplier": s.noise_multiplier,
             "upload_norm_bound": self.sensitivity, "delta": s.delta}
 
-  def verify_resume(self, rounds: int) -> None:
+  def verify_resume(self, rounds: int, planned: Optional[int] = None) -> None:
     """Raises accounting.LedgerMismatchError unless the ledger of a run resumed
-    after `rounds` rounds records these settings."""
-    accounting.verify_resume(self.path, self.settings_entry(), rounds, "round")
+    after `rounds` rounds records these settings and the run plans at least
+    `rounds` (see `accounting.verify_resume`)."""
+    accounting.verify_resume(self.path, self.settings_entry(), rounds, "round", planned)
 
   def record(self, rounds: int, max_participations: int) -> dict:
     """Computes both epsilons after `rounds` and writes the ledger."""

@@ -425,6 +425,13 @@ def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
       np.testing.assert_array_equal(a["x"], b["x"])
     assert extended[m]["epsilon"] == full[m]["epsilon"]
     assert extended[m]["max_participations"] == full[m]["max_participations"]
+  # Shortening is refused before anything is rewritten: the round-4 generators
+  # would be released with the privacy of 2 rounds.
+  config_json = (tmp_path / "extended" / "config.json").read_text()
+  with pytest.raises(accounting.LedgerMismatchError,
+                     match=r"gswgan .* checkpoint at round 4, past the 2 rounds.*rounds=4"):
+    federated.train_and_evaluate(_config(rounds=2), str(tmp_path / "extended"))
+  assert (tmp_path / "extended" / "config.json").read_text() == config_json
 
 
 def test_bad_configs_fail_before_writing(tmp_path):

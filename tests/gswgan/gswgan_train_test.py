@@ -198,6 +198,15 @@ def test_smoke_run_and_resume_after_crash(tmp_path, monkeypatch):
   with np.load(tmp_path / "resumed" / "gen_data.npz") as f:
     np.testing.assert_array_equal(f["x"], x)
   assert json.loads((tmp_path / "resumed" / "privacy.json").read_text()) == ledger
+  # A finished 6-step run cannot be "resumed" as a 3-step one: its generator
+  # would be released with the privacy of 3 steps.
+  short = _config()
+  with short.unlocked():
+    short.num_steps = 3
+  with pytest.raises(accounting.LedgerMismatchError, match=r"step 6 with 3 generator steps"):
+    train.train_and_evaluate(short, str(tmp_path / "resumed"))
+  assert (tmp_path / "resumed" / "config.json").read_text() == config_json
+  assert json.loads((tmp_path / "resumed" / "privacy.json").read_text()) == ledger
 
 
 @pytest.mark.slow

@@ -105,6 +105,11 @@ def test_resume_is_refused_unless_the_ledger_records_the_same_settings(tmp_path)
     ledger.verify_resume(100)
   ledger.record(100)
   ledger.verify_resume(100)
+  ledger.verify_resume(100, planned=100)
+  ledger.verify_resume(100, planned=300)  # Extending a run is fine...
+  with pytest.raises(accounting.LedgerMismatchError,  # ...shortening it is not.
+                     match=r"step 100 with 99 generator steps planned.*under-report"):
+    ledger.verify_resume(100, planned=99)
   for change in ({"noise_multiplier": 1.5}, {"batch_size": 16}, {"num_discriminators": 10},
                  {"delta": 1e-6}, {"accountant": "paper"}):
     other = accounting.PrivacyLedger(str(tmp_path), dataclasses.replace(settings, **change))
