@@ -110,3 +110,13 @@ def test_ledger_records_both_guarantees(tmp_path):
   assert entry["epsilon_vs_server"] == pytest.approx(user_level.epsilon_vs_server(POISSON, 7))
   assert entry["noise_std_per_coordinate"] == pytest.approx(0.25)
   assert entry["rounds"] == 300 and entry["users"] == 1000
+
+
+def test_ledger_refuses_a_resume_that_would_shorten_the_run(tmp_path):
+  ledger = user_level.UserLedger(str(tmp_path), POISSON, sensitivity=0.25)
+  ledger.record(300, max_participations=7)
+  ledger.verify_resume(300, planned=300)
+  ledger.verify_resume(300, planned=500)  # Extending: accounted as 500 rounds at the end.
+  with pytest.raises(accounting.LedgerMismatchError,
+                     match=r"round 300 with 200 rounds planned.*under-report epsilon"):
+    ledger.verify_resume(300, planned=200)
