@@ -14,6 +14,10 @@ on synthetic inputs with known answers:
   the same class (pixel space), averaged over classes: a direct measure of
   within-class variety, 0 for a generator that draws one image per class
   (mode collapse), which IS and label accuracy reward rather than penalise.
+- `label_confusion`: how the reference classifier reads the samples of each
+  conditioning label (rows: label, columns: reading), and the per-label
+  accuracy and most common misreading derived from it: where a conditional
+  generator's label accuracy is lost.
 - `background_stats`: what a generator draws where real digits are blank
   (pixels whose real mean is below a threshold): how often exactly 0, the
   mean value, and how much of it depends on the class (between-class spread
@@ -119,6 +123,42 @@ def intra_class_distance(x: np.ndarray, y: np.ndarray, *,
   if not means:
     raise ValueError("intra_class_distance needs a class with at least two samples.")
   return float(np.mean(means))
+
+
+def label_confusion(predicted: np.ndarray, labels: np.ndarray,
+                    num_classes: int) -> np.ndarray:
+  """Counts [num_classes, num_classes]: entry (i, j) is how many samples drawn
+  for label i the classifier reads as j. Rows sum to each label's sample
+  count; the trace over the total is the label accuracy."""
+  predicted, labels = np.asarray(predicted), np.asarray(labels)
+  if predicted.shape != labels.shape or predicted.ndim != 1:
+    raise ValueError(f"predicted and labels must both be [N], got shapes {predicted.shape} "
+                     f"and {labels.shape}.")
+  for name, v in (("predicted", predicted), ("labels", labels)):
+    if len(v) and (v.min() < 0 or v.max() >= num_classes):
+      raise ValueError(f"{name} must lie in [0, {num_classes}), got [{v.min()}, {v.max()}].")
+  counts = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(counts, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+  return counts
+
+
+def label_report(confusion: np.ndarray) -> dict:
+  """Per-label accuracy (None for a label with no samples) and, per label, the
+  most common wrong reading with its share of that label's samples."""
+  confusion = np.asarray(confusion)
+  per_class, misread = [], []
+  for i, row in enumerate(confusion):
+    n = int(row.sum())
+    if n == 0:
+      per_class.append(None)
+      misread.append(None)
+      continue
+    per_class.append(float(row[i] / n))
+    wrong = row.copy()
+    wrong[i] = 0
+    j = int(np.argmax(wrong))
+    misread.append({"as": j, "share": float(wrong[j] / n)} if wrong[j] else None)
+  return {"label_acc_per_class": per_class, "label_misread": misread}
 
 
 def background_stats(gen_x: np.ndarray, gen_y: np.ndarray, real_x: np.ndarray, *,

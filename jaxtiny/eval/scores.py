@@ -73,7 +73,8 @@ def sample_quality(gen: generated_lib.GeneratedSet, dataset: str,
                    fid_samples: int = FID_SAMPLES, classifier_path: Optional[str] = None,
                    log: Callable[[str], None] = print) -> dict:
   """IS (mean, std over 10 splits), FID (LeNet features) and the fraction of
-  samples the classifier assigns to their conditioning label."""
+  samples the classifier assigns to their conditioning label, with its
+  per-label breakdown (`metrics.label_confusion`, `metrics.label_report`)."""
   generated_lib.require_samples(gen, is_samples, "the Inception Score")
   generated_lib.require_samples(gen, fid_samples, "FID")
   clf = reference.load(dataset, data_dir, path=classifier_path)
@@ -87,9 +88,13 @@ def sample_quality(gen: generated_lib.GeneratedSet, dataset: str,
   mu_r, sigma_r = reference_statistics(dataset, data_dir, classifier_path, clf)
   fid = metrics.frechet_distance(*metrics.feature_statistics(feats[:fid_samples]),
                                  mu_r, sigma_r)
-  label_acc = float(np.mean(np.argmax(logits, -1) == gen.y[order]))
+  predicted = np.argmax(logits, -1)
+  label_acc = float(np.mean(predicted == gen.y[order]))
+  confusion = metrics.label_confusion(predicted, gen.y[order], logits.shape[-1])
   return {"is_mean": is_mean, "is_std": is_std, "fid_lenet": fid,
-          "label_acc": label_acc, "is_samples": is_samples, "fid_samples": fid_samples}
+          "label_acc": label_acc, "label_confusion": confusion.tolist(),
+          **metrics.label_report(confusion),
+          "is_samples": is_samples, "fid_samples": fid_samples}
 
 
 # --- FID with Inception-v3 features (only when the user supplies the weights) ---

@@ -201,6 +201,7 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   quality = scores.sample_quality(gen, dataset, data_dir, is_samples=n_is,
                                   fid_samples=n_fid, classifier_path=classifier_path,
                                   log=log)
+  log(label_summary(quality))
   variety = {"intra_class_l2": metrics.intra_class_distance(gen.x, gen.y),
              "real_intra_class_l2": real_intra_class_distance(dataset, data_dir)}
   log(f"within-class variety (mean pixel L2 between two samples of a class): "
@@ -245,7 +246,9 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
       "is_samples": quality["is_samples"],
       "fid_lenet": quality["fid_lenet"], "fid_samples": quality["fid_samples"],
       **standard, "fid_inception_note": inception_note,
-      "label_acc": quality["label_acc"], **variety,
+      "label_acc": quality["label_acc"],
+      **{k: quality[k] for k in ("label_acc_per_class", "label_misread", "label_confusion")},
+      **variety,
       "mlp_acc": per_model[sklearn_suite.MLP], "cnn_acc": cnn_acc, "avg_acc": avg,
       "real_avg_acc": real_avg, "calibrated_acc": avg / real_avg,
       "per_model": per_model, "real_per_model": real, "fast": fast,
@@ -261,6 +264,19 @@ def evaluate(gen: generated_lib.GeneratedSet, dataset: str, out_dir: str, *,
   else:
     log(f"FID with Inception-v3 features: {record['fid_inception']:.2f} ({inception_note}).")
   return record
+
+
+def label_summary(quality: dict) -> str:
+  """One line: label accuracy per conditioning label, and each label's most
+  common misreading when it takes at least 5 % of that label's samples."""
+  acc = " ".join(f"{i}:{a:.2f}" for i, a in enumerate(quality["label_acc_per_class"])
+                 if a is not None)
+  worst = [(m["share"], i, m["as"]) for i, m in enumerate(quality["label_misread"])
+           if m and m["share"] >= 0.05]
+  line = f"label accuracy per label ({quality['label_acc']:.3f} overall): {acc}"
+  if worst:
+    line += "; misread: " + ", ".join(f"{i} as {j} {s:.0%}" for s, i, j in sorted(worst)[::-1])
+  return line
 
 
 def _jsonable(obj):

@@ -896,8 +896,9 @@ def _scores(config, gen_path: str) -> dict:
   return out
 
 
-SUITE_KEYS = ("is_mean", "fid_lenet", "label_acc", "mlp_acc", "cnn_acc", "avg_acc",
-              "calibrated_acc", "intra_class_l2", "real_intra_class_l2", "fast")
+SUITE_KEYS = ("is_mean", "fid_lenet", "label_acc", "label_acc_per_class", "label_misread",
+              "mlp_acc", "cnn_acc", "avg_acc", "calibrated_acc", "intra_class_l2",
+              "real_intra_class_l2", "fast")
 
 
 def _suite(config, gen_path: str) -> tuple[dict, Optional[dict]]:

@@ -132,3 +132,27 @@ def test_background_stats_known_values():
     metrics.background_stats(gen[:, :3], y, real)
   with pytest.raises(ValueError, match="threshold"):
     metrics.background_stats(gen, y, np.ones((2, 4)))
+
+
+def test_label_confusion_and_report_known_values():
+  labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+  predicted = np.array([0, 0, 1, 2, 1, 1, 2, 1, 1, 0])
+  counts = metrics.label_confusion(predicted, labels, 4)
+  np.testing.assert_array_equal(counts, [[2, 1, 1, 0], [0, 2, 0, 0], [1, 2, 1, 0], [0, 0, 0, 0]])
+  # Rows are the conditioning labels; the trace over the total is label accuracy.
+  np.testing.assert_array_equal(counts.sum(1), np.bincount(labels, minlength=4))
+  assert np.trace(counts) / counts.sum() == np.mean(predicted == labels)
+  report = metrics.label_report(counts)
+  assert report["label_acc_per_class"] == [0.5, 1.0, 0.25, None]
+  # Label 0 misread as 1 and as 2 once each: the first, 1, with a quarter of its samples.
+  assert report["label_misread"] == [{"as": 1, "share": 0.25}, None,
+                                     {"as": 1, "share": 0.5}, None]
+
+
+def test_label_confusion_validates():
+  with pytest.raises(ValueError, match="both be"):
+    metrics.label_confusion(np.zeros(3, int), np.zeros(4, int), 10)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+    metrics.label_confusion(np.zeros(3, int), np.array([0, 10, 1]), 10)
+  with pytest.raises(ValueError, match="predicted must lie"):
+    metrics.label_confusion(np.array([-1, 0, 0]), np.zeros(3, int), 10)

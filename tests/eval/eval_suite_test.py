@@ -10,6 +10,7 @@ import pytest
 from helpers import require_prepared, run_python
 from jaxtiny import data
 from jaxtiny.eval import generated
+from jaxtiny.eval import metrics
 from jaxtiny.eval import suite
 
 
@@ -251,6 +252,13 @@ def test_fast_evaluation_end_to_end(tmp_path):
   # Real test digits vary within a class as much as the real training digits.
   assert record["intra_class_l2"] == pytest.approx(record["real_intra_class_l2"], rel=0.05)
   assert record["real_intra_class_l2"] > 5
+  # The per-label breakdown of label accuracy agrees with the overall figure.
+  counts = np.array(record["label_confusion"])
+  assert counts.shape == (10, 10) and counts.sum() == 2000
+  assert np.trace(counts) / 2000 == pytest.approx(record["label_acc"])
+  assert record["label_acc_per_class"] == pytest.approx(np.diag(counts) / counts.sum(1))
+  assert min(record["label_acc_per_class"]) > 0.7  # Real digits, a ~95 % classifier.
+  assert len(record["label_misread"]) == 10
   assert (run / "eval_row.md").read_text().count("|") > 10
   # A run resumed for more steps rewrites gen_data.npz: the second evaluation
   # must not reuse the first one's CNN or scikit-learn results.
@@ -261,3 +269,16 @@ def test_fast_evaluation_end_to_end(tmp_path):
   second = json.loads((run / "eval.json").read_text())
   assert second["source_sha256"] != record["source_sha256"]
   assert second["per_model"] != record["per_model"]
+
+
+def test_label_summary_names_the_common_misreadings():
+  counts = np.diag([90, 100, 80])
+  counts[0, 2], counts[2, 1], counts[2, 0] = 10, 16, 4  # 0 as 2 10 %; 2 as 1 16 %, as 0 4 %.
+  quality = {"label_acc": float(np.trace(counts) / counts.sum()),
+             **metrics.label_report(counts)}
+  line = suite.label_summary(quality)
+  assert line.startswith("label accuracy per label (0.900 overall): 0:0.90 1:1.00 2:0.80")
+  # Largest first; below 5 % of a label's samples is not named.
+  assert line.endswith("misread: 2 as 1 16%, 0 as 2 10%")
+  assert "misread" not in suite.label_summary(
+      {"label_acc": 1.0, **metrics.label_report(np.diag([5, 5]))})

@@ -332,6 +332,8 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
     assert ev["calibrated_acc"] == pytest.approx(record["avg_acc"] / record["real_avg_acc"])
     for k in ("is_mean", "fid_lenet", "label_acc", "fid_samples"):
       assert res[m]["scores"][k] == record[k], k
+    for k in ("label_acc_per_class", "label_misread"):
+      assert ev[k] == record[k] and len(ev[k]) == 10, k
     assert ev["intra_class_l2"] == record["intra_class_l2"] > 0
     assert ev["real_intra_class_l2"] == record["real_intra_class_l2"] > 0
     # The background on the real test set's blank pixels, from the released samples.
