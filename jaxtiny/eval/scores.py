@@ -88,11 +88,10 @@ def sample_quality(gen: generated_lib.GeneratedSet, dataset: str,
   mu_r, sigma_r = reference_statistics(dataset, data_dir, classifier_path, clf)
   fid = metrics.frechet_distance(*metrics.feature_statistics(feats[:fid_samples]),
                                  mu_r, sigma_r)
-  predicted = np.argmax(logits, -1)
-  label_acc = float(np.mean(predicted == gen.y[order]))
-  confusion = metrics.label_confusion(predicted, gen.y[order], logits.shape[-1])
+  confusion = metrics.label_confusion(np.argmax(logits, -1), gen.y[order], logits.shape[-1])
   return {"is_mean": is_mean, "is_std": is_std, "fid_lenet": fid,
-          "label_acc": label_acc, "label_confusion": confusion.tolist(),
+          "label_acc": float(np.trace(confusion) / confusion.sum()),
+          "label_confusion": confusion.tolist(),
           **metrics.label_report(confusion),
           "is_samples": is_samples, "fid_samples": fid_samples}
 
