@@ -9,6 +9,8 @@
   # Runs that differ only in their seed as one row (mean ± std over seeds):
   python -m experiments.evaluate --table --group_seeds runs/*
   python -m experiments.evaluate --curve=curve.png runs/*
+  # Label accuracy per conditioning label (table, and a bar chart):
+  python -m experiments.evaluate --labels=labels.png runs/*
   # Federated workdirs (per-method eval/ folders; GS-WGAN and DP-FedAvg-GAN
   # are separate series of the curve):
   python -m experiments.evaluate --curve=fed.png runs/gswgan_fed_*
@@ -86,6 +88,10 @@ _GROUP_SEEDS = flags.DEFINE_bool("group_seeds", False, "With --table: one row pe
                                  "config.json).")
 _CURVE = flags.DEFINE_string("curve", None, "Write a privacy-utility PNG (epsilon vs "
                              "CNN accuracy and IS) of the runs under the given folders.")
+_LABELS = flags.DEFINE_string("labels", None, "Print the label accuracy per conditioning "
+                              "label of the runs under the given folders (seeds of one "
+                              "setting grouped, as --group_seeds) and write it as a bar "
+                              "chart PNG here.")
 
 
 def _real_set(dataset: str, data_dir: str, out: str) -> generated.GeneratedSet:
@@ -122,20 +128,48 @@ def _curve(path: str, paths: list[str]) -> None:
   print(f"wrote {path} ({len(found)} runs)")
 
 
+def _labels(path: str, paths: list[str]) -> None:
+  files = suite.collect_files(paths)
+  if not files:
+    raise app.UsageError(f"no eval.json under {paths}; run --gen=... first.")
+  try:
+    groups = suite.label_accuracy_groups(files)
+  except ValueError as e:
+    sys.exit(f"error: --labels: {e}")
+  print(suite.markdown_label_table(groups))
+  num_labels = max(acc.shape[1] for _, acc, _ in groups)
+  series = {}
+  for name, acc, seeds in groups:
+    padded = np.full((acc.shape[0], num_labels), np.nan)
+    padded[:, :acc.shape[1]] = acc
+    with np.errstate(invalid="ignore"):
+      mean = np.nanmean(padded, axis=0) if len(acc) > 1 else padded[0]
+      err = np.nanstd(padded, axis=0, ddof=1) if len(acc) > 1 else None
+    series[name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)"] = (mean, err)
+  plots.save_grouped_bars(path, [str(i) for i in range(num_labels)], series,
+                          xlabel="conditioning label",
+                          ylabel="label accuracy (reference classifier)",
+                          title="label accuracy per conditioning label", ylim=(0.0, 1.0))
+  print(f"wrote {path} ({len(files)} runs, {len(groups)} groups)")
+
+
 def main(argv):
   paths = argv[1:]
-  if _TABLE.value or _CURVE.value:
+  if _TABLE.value or _CURVE.value or _LABELS.value:
     if not paths:
-      raise app.UsageError("--table/--curve need run folders, e.g. `--table runs/*`.")
+      raise app.UsageError("--table/--curve/--labels need run folders, e.g. `--table runs/*`.")
     if _TABLE.value:
       print(_table(paths, _GROUP_SEEDS.value))
     if _CURVE.value:
       _curve(_CURVE.value, paths)
+    if _LABELS.value:
+      _labels(_LABELS.value, paths)
     return
   if _GROUP_SEEDS.value:
     raise app.UsageError("--group_seeds only applies to --table.")
   if paths:
-    raise app.UsageError(f"unexpected arguments {paths} (they are only for --table/--curve).")
+    raise app.UsageError(f"unexpected arguments {paths} (they are only for "
+                         "--table/--curve/--labels).")
   if not _GEN.value or not _DATASET.value:
     raise app.UsageError("--gen and --dataset are required, e.g. "
                          "--gen=runs/gswgan_cpu --dataset=mnist.")

@@ -438,6 +438,53 @@ def markdown_group_row(records: list[dict], name: str, seeds: list) -> str:
           f"{first.get('accountant') or '-'} |")
 
 
+def label_accuracy_groups(files: list[tuple[str, str]]) -> list[tuple[str, np.ndarray, list]]:
+  """Per-label label accuracy of each group of seeds (`group_by_seed`):
+  (name, accuracies [runs, labels], seeds), NaN for a label a run drew no
+  samples of. Raises ValueError naming the runs whose eval.json predates the
+  per-label breakdown (score them again to add it)."""
+  old = []
+  for name, f in files:
+    with open(f) as fh:
+      if "label_acc_per_class" not in json.load(fh):
+        old.append(name)
+  if old:
+    raise ValueError(f"no per-label label accuracy in the eval.json of {old}: "
+                     "it was scored before the breakdown existed; score it again "
+                     "(python -m experiments.evaluate --gen=<run> --dataset=<name> [--fast]).")
+  out = []
+  for name, records, seeds in group_by_seed(files):
+    acc = np.asarray([[np.nan if a is None else a for a in r["label_acc_per_class"]]
+                      for r in records], np.float64)
+    if len({len(r["label_acc_per_class"]) for r in records}) != 1:
+      raise ValueError(f"runs grouped as {name} have different numbers of labels.")
+    out.append((name, acc, seeds))
+  return out
+
+
+def markdown_label_table(groups: list[tuple[str, np.ndarray, list]]) -> str:
+  """Markdown table: one row per group, its accuracy on each label and the
+  mean over labels (each as mean ± sample std over the seeds that drew that
+  label, when more than one did)."""
+  num_labels = max(acc.shape[1] for _, acc, _ in groups)
+  lines = ["| run | " + " | ".join(str(i) for i in range(num_labels)) + " | mean of labels |",
+           "|---|" + "---|" * (num_labels + 1)]
+  for name, acc, seeds in groups:
+    label = name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds: " + \
+        ", ".join(str(s) for s in seeds) + ")"
+    cells = []
+    for col in list(acc.T) + [np.nanmean(acc, axis=1)]:
+      vals = col[~np.isnan(col)]
+      if not len(vals):
+        cells.append("-")
+      elif len(vals) == 1:
+        cells.append(f"{vals[0]:.3f}")
+      else:
+        cells.append(f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}")
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def method_of(record: dict) -> str:
   """The series a record belongs to in a privacy-utility plot."""
   method_dir = os.path.basename(os.path.dirname(record.get("source", "")))

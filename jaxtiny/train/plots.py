@@ -105,3 +105,32 @@ def save_xy_panels(path: str, panels: Mapping[str, Mapping[str, tuple[Sequence[f
   if title:
     fig.suptitle(title)
   save_figure(fig, path)
+
+
+def save_grouped_bars(path: str, categories: Sequence[str],
+                      series: Mapping[str, tuple[Sequence[float], Optional[Sequence[float]]]],
+                      xlabel: str = "", ylabel: str = "", title: Optional[str] = None,
+                      ylim: Optional[tuple[float, float]] = None) -> None:
+  """Bar chart, one group of bars per category and one bar per series:
+  {name: (heights, error bars or None)}, NaN heights left empty."""
+  fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(categories) * max(1, len(series))), 4))
+  width = 0.8 / max(1, len(series))
+  x = np.arange(len(categories))
+  for i, (name, (heights, errors)) in enumerate(series.items()):
+    ax.bar(x - 0.4 + width * (i + 0.5), np.asarray(heights, np.float64), width,
+           yerr=None if errors is None else np.asarray(errors, np.float64),
+           capsize=2, label=name)
+  ax.set_xticks(x)
+  ax.set_xticklabels(categories)
+  ax.set_ylabel(ylabel)
+  if ylim:
+    ax.set_ylim(*ylim)
+  if title:
+    ax.set_title(title)
+  if xlabel:
+    ax.set_xlabel(xlabel)
+  if len(series) > 1:  # Below the axes, clear of the bars.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15),
+              ncol=min(2, len(series)))
+  ax.grid(axis="y", alpha=0.3)
+  save_figure(fig, path)

@@ -113,6 +113,43 @@ def test_table_groups_runs_that_differ_only_in_their_seed(tmp_path):
   assert out.returncode != 0 and "--group_seeds only applies to --table" in out.stderr
 
 
+def test_label_accuracy_per_label_table_and_chart(tmp_path):
+  # Two seeds of GS-WGAN, one baseline run (it drew no 2s): the table gives
+  # each label's mean ± sample std over seeds, the chart is written.
+  per_class = {"gs_s0": [1.0, 0.9, 0.8], "gs_s1": [0.8, 0.7, 0.6], "fa_s0": [0.5, 0.4, None]}
+  for wd, acc in per_class.items():
+    method = "fedavg_gan" if wd.startswith("fa") else "gswgan"
+    d = tmp_path / wd / method / "eval"
+    d.mkdir(parents=True)
+    rec = dict(_record(1e6, 0.8, 8.0), label_acc_per_class=acc)
+    rec["source"] = str(tmp_path / wd / method / "gen_data.npz")
+    (d / "eval.json").write_text(json.dumps(rec))
+    (tmp_path / wd / "config.json").write_text(json.dumps({"seed": int(wd[-1]), "rounds": 2}))
+  workdirs = [str(tmp_path / wd) for wd in per_class]
+  groups = suite.label_accuracy_groups(suite.collect_files(workdirs))
+  assert [(n, a.shape, s) for n, a, s in groups] == [("gs_s0/gswgan", (2, 3), [0, 1]),
+                                                     ("fa_s0/fedavg_gan", (1, 3), [0])]
+  assert np.isnan(groups[1][1][0, 2])
+  png = tmp_path / "labels.png"
+  out = run_python(["-m", "experiments.evaluate", f"--labels={png}"] + workdirs)
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "3 runs, 2 groups" in out.stdout
+  rows = {l.split("|")[1].strip(): [c.strip() for c in l.strip("|").split("|")[1:]]
+          for l in out.stdout.splitlines() if l.startswith("| ") and "---" not in l}
+  assert rows["run"] == ["0", "1", "2", "mean of labels"]
+  assert rows["gs_s0/gswgan (2 seeds: 0, 1)"] == [
+      "0.900 ± 0.141", "0.800 ± 0.141", "0.700 ± 0.141", "0.800 ± 0.141"]
+  assert rows["fa_s0/fedavg_gan"] == ["0.500", "0.400", "-", "0.450"]
+  # An eval.json scored before the breakdown existed: say so and how to fix it.
+  rec = _record(1e6, 0.8, 8.0)
+  rec["source"] = str(tmp_path / "old" / "gswgan" / "gen_data.npz")
+  (tmp_path / "old" / "gswgan" / "eval").mkdir(parents=True)
+  (tmp_path / "old" / "gswgan" / "eval" / "eval.json").write_text(json.dumps(rec))
+  out = run_python(["-m", "experiments.evaluate", f"--labels={tmp_path / 'x.png'}",
+                    str(tmp_path / "old")], check=False)
+  assert out.returncode != 0 and "score it again" in out.stderr
+  assert not (tmp_path / "x.png").exists()
+
+
 def test_cli_reports_bad_input_clearly(tmp_path):
   np.savez(tmp_path / "bad.npz", images=np.zeros((3, 28, 28)))
   out = run_python(["-m", "experiments.evaluate", f"--gen={tmp_path / 'bad.npz'}",
