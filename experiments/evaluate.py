@@ -142,10 +142,9 @@ def _labels(path: str, paths: list[str]) -> None:
   for name, acc, seeds in groups:
     padded = np.full((acc.shape[0], num_labels), np.nan)
     padded[:, :acc.shape[1]] = acc
-    with np.errstate(invalid="ignore"):
-      mean = np.nanmean(padded, axis=0) if len(acc) > 1 else padded[0]
-      err = np.nanstd(padded, axis=0, ddof=1) if len(acc) > 1 else None
-    series[name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)"] = (mean, err)
+    mean, std = suite.seed_mean_std(padded)
+    series[name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)"] = (
+        mean, None if len(seeds) == 1 else np.nan_to_num(std))
   plots.save_grouped_bars(path, [str(i) for i in range(num_labels)], series,
                           xlabel="conditioning label",
                           ylabel="label accuracy (reference classifier)",

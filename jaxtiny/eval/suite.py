@@ -462,6 +462,18 @@ def label_accuracy_groups(files: list[tuple[str, str]]) -> list[tuple[str, np.nd
   return out
 
 
+def seed_mean_std(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Column-wise mean and sample std (n - 1) of [runs, columns] over the runs
+  that have a value (not NaN); NaN where no run, or (std) fewer than two, has one."""
+  acc = np.asarray(acc, np.float64)
+  n = np.sum(~np.isnan(acc), axis=0)
+  total = np.nansum(acc, axis=0)
+  mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+  sq = np.nansum((acc - mean) ** 2, axis=0)
+  std = np.where(n > 1, np.sqrt(sq / np.maximum(n - 1, 1)), np.nan)
+  return mean, std
+
+
 def markdown_label_table(groups: list[tuple[str, np.ndarray, list]]) -> str:
   """Markdown table: one row per group, its accuracy on each label and the
   mean over labels (each as mean ± sample std over the seeds that drew that
@@ -472,15 +484,11 @@ def markdown_label_table(groups: list[tuple[str, np.ndarray, list]]) -> str:
   for name, acc, seeds in groups:
     label = name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds: " + \
         ", ".join(str(s) for s in seeds) + ")"
-    cells = []
-    for col in list(acc.T) + [np.nanmean(acc, axis=1)]:
-      vals = col[~np.isnan(col)]
-      if not len(vals):
-        cells.append("-")
-      elif len(vals) == 1:
-        cells.append(f"{vals[0]:.3f}")
-      else:
-        cells.append(f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}")
+    with np.errstate(invalid="ignore"):
+      per_run_mean = np.nanmean(acc, axis=1, keepdims=True)
+    mean, std = seed_mean_std(np.concatenate([acc, per_run_mean], axis=1))
+    cells = ["-" if np.isnan(m) else f"{m:.3f}" if np.isnan(s) else f"{m:.3f} ± {s:.3f}"
+             for m, s in zip(mean, std)]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

@@ -130,6 +130,10 @@ def test_label_accuracy_per_label_table_and_chart(tmp_path):
   assert [(n, a.shape, s) for n, a, s in groups] == [("gs_s0/gswgan", (2, 3), [0, 1]),
                                                      ("fa_s0/fedavg_gan", (1, 3), [0])]
   assert np.isnan(groups[1][1][0, 2])
+  mean, std = suite.seed_mean_std(np.array([[1.0, np.nan, np.nan], [0.5, 0.2, np.nan]]))
+  np.testing.assert_allclose(mean[:2], [0.75, 0.2])
+  np.testing.assert_allclose(std[0], np.std([1.0, 0.5], ddof=1))
+  assert np.isnan(mean[2]) and np.isnan(std[1]) and np.isnan(std[2])
   png = tmp_path / "labels.png"
   out = run_python(["-m", "experiments.evaluate", f"--labels={png}"] + workdirs)
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "3 runs, 2 groups" in out.stdout
