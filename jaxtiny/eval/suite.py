@@ -454,10 +454,10 @@ def label_accuracy_groups(files: list[tuple[str, str]]) -> list[tuple[str, np.nd
                      "(python -m experiments.evaluate --gen=<run> --dataset=<name> [--fast]).")
   out = []
   for name, records, seeds in group_by_seed(files):
-    acc = np.asarray([[np.nan if a is None else a for a in r["label_acc_per_class"]]
-                      for r in records], np.float64)
     if len({len(r["label_acc_per_class"]) for r in records}) != 1:
       raise ValueError(f"runs grouped as {name} have different numbers of labels.")
+    acc = np.asarray([[np.nan if a is None else a for a in r["label_acc_per_class"]]
+                      for r in records], np.float64)
     out.append((name, acc, seeds))
   return out
 
@@ -484,8 +484,7 @@ def markdown_label_table(groups: list[tuple[str, np.ndarray, list]]) -> str:
   for name, acc, seeds in groups:
     label = name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds: " + \
         ", ".join(str(s) for s in seeds) + ")"
-    with np.errstate(invalid="ignore"):
-      per_run_mean = np.nanmean(acc, axis=1, keepdims=True)
+    per_run_mean = seed_mean_std(acc.T)[0][:, None]  # Each run's mean over its labels.
     mean, std = seed_mean_std(np.concatenate([acc, per_run_mean], axis=1))
     cells = ["-" if np.isnan(m) else f"{m:.3f}" if np.isnan(s) else f"{m:.3f} ± {s:.3f}"
              for m, s in zip(mean, std)]
