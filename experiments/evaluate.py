@@ -137,12 +137,10 @@ def _labels(path: str, paths: list[str]) -> None:
   except ValueError as e:
     sys.exit(f"error: --labels: {e}")
   print(suite.markdown_label_table(groups))
-  num_labels = max(acc.shape[1] for _, acc, _ in groups)
+  num_labels = groups[0][1].shape[1]
   series = {}
   for name, acc, seeds in groups:
-    padded = np.full((acc.shape[0], num_labels), np.nan)
-    padded[:, :acc.shape[1]] = acc
-    mean, std = suite.seed_mean_std(padded)
+    mean, std = suite.seed_mean_std(acc)
     series[name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)"] = (
         mean, None if len(seeds) == 1 else np.nan_to_num(std))
   plots.save_grouped_bars(path, [str(i) for i in range(num_labels)], series,

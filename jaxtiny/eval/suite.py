@@ -440,8 +440,8 @@ def markdown_group_row(records: list[dict], name: str, seeds: list) -> str:
 
 def label_accuracy_groups(files: list[tuple[str, str]]) -> list[tuple[str, np.ndarray, list]]:
   """Per-label label accuracy of each group of seeds (`group_by_seed`):
-  (name, accuracies [runs, labels], seeds), NaN for a label a run drew no
-  samples of. Raises ValueError naming the runs whose eval.json predates the
+  (name, accuracies [runs, labels], seeds), one width for all groups (the most
+  labels any run has), NaN for a label a run drew no samples of or lacks. Raises ValueError naming the runs whose eval.json predates the
   per-label breakdown (score them again to add it)."""
   old = []
   for name, f in files:
@@ -452,12 +452,16 @@ def label_accuracy_groups(files: list[tuple[str, str]]) -> list[tuple[str, np.nd
     raise ValueError(f"no per-label label accuracy in the eval.json of {old}: "
                      "it was scored before the breakdown existed; score it again "
                      "(python -m experiments.evaluate --gen=<run> --dataset=<name> [--fast]).")
+  groups = group_by_seed(files)
+  num_labels = max(len(r["label_acc_per_class"]) for _, records, _ in groups for r in records)
   out = []
-  for name, records, seeds in group_by_seed(files):
+  for name, records, seeds in groups:
     if len({len(r["label_acc_per_class"]) for r in records}) != 1:
       raise ValueError(f"runs grouped as {name} have different numbers of labels.")
-    acc = np.asarray([[np.nan if a is None else a for a in r["label_acc_per_class"]]
-                      for r in records], np.float64)
+    acc = np.full((len(records), num_labels), np.nan)
+    for i, r in enumerate(records):
+      acc[i, :len(r["label_acc_per_class"])] = [
+          np.nan if a is None else a for a in r["label_acc_per_class"]]
     out.append((name, acc, seeds))
   return out
 
@@ -478,7 +482,7 @@ def markdown_label_table(groups: list[tuple[str, np.ndarray, list]]) -> str:
   """Markdown table: one row per group, its accuracy on each label and the
   mean over labels (each as mean ± sample std over the seeds that drew that
   label, when more than one did)."""
-  num_labels = max(acc.shape[1] for _, acc, _ in groups)
+  num_labels = groups[0][1].shape[1]
   lines = ["| run | " + " | ".join(str(i) for i in range(num_labels)) + " | mean of labels |",
            "|---|" + "---|" * (num_labels + 1)]
   for name, acc, seeds in groups:
