@@ -22,6 +22,10 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       CNN 0.80 / Avg 0.60 against the baseline's 5.39 / 446 / 0.65 / 0.75 /
       0.75 / 0.62; non-IID, 6.68 / 464 / 0.79 / 0.66 / 0.73 / 0.58 against
       5.06 / 485 / 0.63 / 0.73 / 0.74 / 0.62.
+      Time (2 cores, both methods and the suite): 31 min 24 s in session 19;
+      56 min 31 s in session 40, when the host ran the same benchmark
+      iteration ~2x slower (GS-WGAN 29 min with its 6-min warm start,
+      the baseline 24 min, ~2 min of suite each).
       With --config.n_critic=10 for both (local compute only: same payload,
       same epsilon; about twice the time) GS-WGAN leads on every column at
       1,000 rounds, two seeds each, IID and non-IID.
