@@ -17,11 +17,11 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       baseline at epsilon ~1e7 likewise): GS-WGAN at sigma=0.03 (epsilon
       5.9e5), DP-FedAvg-GAN at sigma=0.01 (epsilon 5.5e6; at 0.2 and 0.5 it
       learned nothing in 1,000 rounds). Both epsilons are vacuous at 20 users.
-      Measured (one seed, quick-look suite; README "Federated GS-WGAN"):
-      IID, GS-WGAN IS 9.31 / FID 202 / label accuracy 0.95 / MLP 0.72 /
-      CNN 0.80 / Avg 0.60 against the baseline's 5.39 / 446 / 0.65 / 0.75 /
-      0.75 / 0.62; non-IID, 6.68 / 464 / 0.79 / 0.66 / 0.73 / 0.58 against
-      5.06 / 485 / 0.63 / 0.73 / 0.74 / 0.62.
+      Measured (session-40 reruns, one seed, quick-look suite; README
+      "Federated GS-WGAN"): IID, GS-WGAN IS 9.42 / FID 197 / label accuracy
+      0.96 / MLP 0.69 / CNN 0.78 / Avg 0.60 against the baseline's 5.39 /
+      447 / 0.65 / 0.75 / 0.75 / 0.62; non-IID, 6.87 / 425 / 0.81 / 0.68 /
+      0.75 / 0.57 against 5.06 / 486 / 0.63 / 0.73 / 0.74 / 0.62.
       Time (2 cores, both methods and the suite): 31 min 24 s in session 19;
       56 min 31 s in session 40, when the host ran the same benchmark
       iteration ~2x slower (GS-WGAN 29 min with its 6-min warm start,
