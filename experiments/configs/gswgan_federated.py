@@ -102,7 +102,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.n_critic = 5
   c.gp_weight = 10.0
   c.drift = 1e-3
-  c.learning_rate = 1e-4
+  c.learning_rate = 1e-4            # Adam, the generator's (and the critics' by default).
+  c.critic_learning_rate = 0.0      # Users' critics (and the baseline's); 0 = learning_rate.
   c.betas = (0.5, 0.9)
   c.ema_decay = 0.995
   c.user_mode = "sequential"        # "vmap" (accelerators) or "sequential" (CPU).

@@ -155,6 +155,16 @@ def sample_users(settings: user_level.UserDpSettings, rng: np.random.Generator) 
   return np.sort(rng.choice(settings.num_users, settings.users_per_round, replace=False))
 
 
+def critic_learning_rate(config) -> float:
+  """The critics' Adam learning rate: `critic_learning_rate`, or the
+  generator's `learning_rate` where it is 0 (or absent from an old config)."""
+  lr = float(config.get("critic_learning_rate", 0.0) or 0.0)
+  if lr < 0:
+    raise ValueError(f"critic_learning_rate={lr} is negative; use 0 (the generator's "
+                     "learning_rate) or a positive rate.")
+  return lr or float(config.learning_rate)
+
+
 def dp_settings(config, noise_multiplier: float, num_users: int) -> user_level.UserDpSettings:
   return user_level.UserDpSettings(
       noise_multiplier=noise_multiplier, num_users=num_users,
@@ -296,13 +306,14 @@ def server_update(g: TrainState, ema, key, labels, uploads, denominator, *, gen,
 
 
 def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc, tx,
-                clip_norm: float, noise_multiplier: float, gp_weight: float,
+                tx_d, clip_norm: float, noise_multiplier: float, gp_weight: float,
                 drift: float, upload_dtype=jnp.float32):
   """One DP-FedAvg-GAN user: local training of both networks from the
   received ones, then the clipped, noised joint parameter update.
 
   Args:
     g, d: the received networks (their optimizer states are reset locally).
+    tx, tx_d: the local optimizers of the generator and of the critic.
     real_x, real_y: [local_steps, n_critic, B, ...] batches of the user's records.
     clip_norm: S, bound on the joint update norm.
     noise_multiplier: sigma; noise std sigma * S per coordinate.
@@ -317,12 +328,12 @@ def fedavg_user(g: TrainState, d: TrainState, real_x, real_y, key, *, gen, disc,
   k_noise, *keys = jax.random.split(key, local_steps + 1)
   g0, d0 = g.params, d.params
   g = g.replace(opt_state=tx.init(g.params))
-  d = d.replace(opt_state=tx.init(d.params))
+  d = d.replace(opt_state=tx_d.init(d.params))
   metrics = {}
   for s in range(local_steps):
     g, _, d, metrics = steps.iteration(
         g, g.params, d, real_x[s], real_y[s], keys[s], gen=gen, disc=disc, tx_g=tx,
-        tx_d=tx, num_classes=models.NUM_CLASSES, clip_norm=1.0 / batch,
+        tx_d=tx_d, num_classes=models.NUM_CLASSES, clip_norm=1.0 / batch,
         noise_multiplier=0.0, sanitize=False, gp_weight=gp_weight, drift=drift)
   delta = {"g": jax.tree.map(jnp.subtract, g.params, g0),
            "d": jax.tree.map(jnp.subtract, d.params, d0)}
@@ -364,6 +375,9 @@ class _Common:
     self.gen = models.make_generator(config.generator, config.generator_output)
     self.disc = models.Discriminator()
     self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
+    # Critics (users' discriminators, and the baseline's) may step faster than
+    # the generator (two time-scale update rule); same Adam state layout.
+    self.tx_d = steps.make_optimizer(critic_learning_rate(config), *config.betas)
     self.settings = dp_settings(config, noise_multiplier, part.num_users)
     self.denominator = (self.settings.expected_users_per_round)
     self.root = jax.random.key(config.seed)
@@ -463,27 +477,28 @@ class GsWganFederated(_Common):
     c = config
     self.clip = c.dp.clip_norm / c.batch_size
     self.bound = sanitizer.user_upload_bound(c.batch_size, self.clip)
-    gen, disc, tx = self.gen, self.disc, self.tx
-    key = ("gswgan", c.generator, c.generator_output, c.learning_rate, tuple(c.betas),
+    gen, disc, tx, tx_d = self.gen, self.disc, self.tx, self.tx_d
+    key = ("gswgan", c.generator, c.generator_output, c.learning_rate,
+           critic_learning_rate(c), tuple(c.betas),
            c.gp_weight, c.drift, self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode,
            c.num_devices, c.wire)
-    fn = functools.partial(user_round, disc=disc, tx=tx, gp_weight=c.gp_weight,
+    fn = functools.partial(user_round, disc=disc, tx=tx_d, gp_weight=c.gp_weight,
                            drift=c.drift, clip_norm=self.clip,
                            noise_multiplier=c.dp.noise_multiplier,
                            upload_dtype=wire_dtype(c.wire))
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
         c.user_mode, fn, distributed.batch_sharded(self.mesh)))
     self.init_disc = _cached(key + ("init",),
-                             lambda: jax.jit(lambda k: steps.init_net(k, disc, tx)))
+                             lambda: jax.jit(lambda k: steps.init_net(k, disc, tx_d)))
     self.generate = _cached(key + ("generate",),
                             lambda: jax.jit(functools.partial(server_generate, gen)))
     self.update = _cached(key + ("update",), lambda: jax.jit(functools.partial(
         server_update, gen=gen, tx=tx, ema_decay=c.ema_decay)))
-    template = steps.init_net(jax.random.key(0), self.disc, self.tx)
+    template = steps.init_net(jax.random.key(0), self.disc, self.tx_d)
     self.bank = bank_lib.DiscriminatorBank(os.path.join(self.dir, "users"), template,
                                            cache_bytes=c.bank_cache_mb << 20)
     self.warm = _cached(key + ("warm",), lambda: jax.jit(functools.partial(
-        steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx,
+        steps.iteration, gen=gen, disc=disc, tx_g=tx, tx_d=tx_d,
         num_classes=models.NUM_CLASSES, clip_norm=1.0 / c.batch_size,
         noise_multiplier=0.0, sanitize=False, gp_weight=c.gp_weight, drift=c.drift)))
 
@@ -598,11 +613,13 @@ class FedAvgGan(_Common):
     c = config
     self.bound = c.fedavg.clip_norm
     fn = functools.partial(fedavg_user, gen=self.gen, disc=self.disc, tx=self.tx,
+                           tx_d=self.tx_d,
                            clip_norm=c.fedavg.clip_norm,
                            noise_multiplier=c.fedavg.noise_multiplier,
                            gp_weight=c.gp_weight, drift=c.drift,
                            upload_dtype=wire_dtype(c.wire))
-    key = ("fedavg", c.generator, c.generator_output, c.learning_rate, tuple(c.betas),
+    key = ("fedavg", c.generator, c.generator_output, c.learning_rate,
+           critic_learning_rate(c), tuple(c.betas),
            c.gp_weight, c.drift, c.fedavg.clip_norm, c.fedavg.noise_multiplier,
            c.fedavg.server_lr, c.ema_decay, c.user_mode, c.num_devices, c.wire)
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
@@ -627,7 +644,7 @@ class FedAvgGan(_Common):
 
   def init_state(self):
     g = steps.init_net(jax.random.fold_in(self.root, 1), self.gen, self.tx)
-    d = steps.init_net(jax.random.fold_in(self.root, 2), self.disc, self.tx)
+    d = steps.init_net(jax.random.fold_in(self.root, 2), self.disc, self.tx_d)
     return {"g": g, "d": d, "ema": g.params}
 
   def prepare(self):
@@ -765,6 +782,7 @@ def _check_config(config) -> None:
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
   check_label_weighting(config.label_weighting)
+  critic_learning_rate(config)
   check_wire(config.wire)
   models.check_output(config.generator_output)
   if config.eval_suite not in ("", "fast", "full"):

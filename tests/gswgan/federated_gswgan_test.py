@@ -77,7 +77,7 @@ def gen_state():
   return steps.init_net(jax.random.key(1), GEN, TX)
 
 
-def _fedavg_update(g, d, num_records, local_steps, scale, clip, sigma, key=4):
+def _fedavg_update(g, d, num_records, local_steps, scale, clip, sigma, key=4, tx_d=TX):
   rng = np.random.default_rng(local_steps)
   records = rng.uniform(0, 1, (num_records, 28, 28, 1)).astype(np.float32) * scale
   labels = rng.integers(0, 10, num_records)
@@ -85,8 +85,8 @@ def _fedavg_update(g, d, num_records, local_steps, scale, clip, sigma, key=4):
                   for _ in range(local_steps)])  # [local_steps, 1 critic step, B]
   return federated.fedavg_user(
       g, d, jnp.asarray(records[idx]), jnp.asarray(labels[idx]), jax.random.key(key),
-      gen=GEN, disc=DISC, tx=TX, clip_norm=clip, noise_multiplier=sigma, gp_weight=10.0,
-      drift=1e-3)[0]
+      gen=GEN, disc=DISC, tx=TX, tx_d=tx_d, clip_norm=clip, noise_multiplier=sigma,
+      gp_weight=10.0, drift=1e-3)[0]
 
 
 @pytest.mark.parametrize("num_records,local_steps,scale", [(1, 1, 1.0), (400, 3, 1.0),
@@ -111,6 +111,33 @@ def test_fedavg_update_noise_std_is_sigma_s(gen_state, disc_state):
                           zip(jax.tree.leaves(noisy), jax.tree.leaves(clean))])
   assert abs(noise.mean()) < 5 * sigma * clip / math.sqrt(noise.size)
   assert abs(noise.std() / (sigma * clip) - 1) < 5 / math.sqrt(2 * noise.size)
+
+
+def test_critic_learning_rate_moves_only_the_critics(gen_state, disc_state):
+  """`critic_learning_rate` reaches the critics of both methods and nothing
+  else: a frozen critic (rate 0) leaves a GS-WGAN user's discriminator and the
+  baseline's discriminator update at exactly zero while the baseline's
+  generator still moves; a doubled rate moves a user's critic further."""
+  args = _user_inputs(50)
+  kw = dict(KW, clip_norm=1.0 / B, noise_multiplier=0.0)
+  step = lambda tx: federated.user_round(disc_state, *args, jnp.ones(10),  # noqa: E731
+                                         jax.random.key(3), **dict(kw, tx=tx))[0]
+  moved = lambda d: float(sanitizer.tree_norm(  # noqa: E731
+      jax.tree.map(jnp.subtract, d.params, disc_state.params)))
+  assert moved(step(steps.make_optimizer(0.0))) == 0.0
+  assert moved(step(steps.make_optimizer(2e-4))) > 1.5 * moved(step(TX))
+
+  frozen = _fedavg_update(gen_state, disc_state, 50, 2, 1.0, 1e9, 0.0,
+                          tx_d=steps.make_optimizer(0.0))
+  assert float(sanitizer.tree_norm(frozen["d"])) == 0.0
+  assert float(sanitizer.tree_norm(frozen["g"])) > 0.0
+
+
+def test_critic_learning_rate_config():
+  assert federated.critic_learning_rate(_config()) == 1e-4  # 0: the generator's rate.
+  assert federated.critic_learning_rate(_config(critic_learning_rate=3e-4)) == 3e-4
+  with pytest.raises(ValueError, match="critic_learning_rate=-0.1"):
+    federated.critic_learning_rate(_config(critic_learning_rate=-0.1))
 
 
 def test_samples_of_labels_the_user_lacks_carry_no_signal(disc_state):
@@ -229,7 +256,7 @@ def test_compact_wire_rounds_each_upload_last(gen_state, disc_state):
   real_x, real_y = args[0][None, :1], args[1][None, :1]  # 1 local step of 1 critic step.
   fa = lambda dt: federated.fedavg_user(  # noqa: E731
       gen_state, disc_state, real_x, real_y, jax.random.key(4), gen=GEN, disc=DISC, tx=TX,
-      clip_norm=0.1, noise_multiplier=0.01, gp_weight=10.0, drift=1e-3, upload_dtype=dt)[0]
+      tx_d=TX, clip_norm=0.1, noise_multiplier=0.01, gp_weight=10.0, drift=1e-3, upload_dtype=dt)[0]
   u32, u16 = fa(jnp.float32), fa(jnp.bfloat16)
   for a, b in zip(jax.tree.leaves(u32), jax.tree.leaves(u16)):
     assert b.dtype == jnp.bfloat16
@@ -446,6 +473,8 @@ def test_bad_configs_fail_before_writing(tmp_path):
     federated.train_and_evaluate(_config(eval_suite="paper"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="label_weighting"):
     federated.train_and_evaluate(_config(label_weighting="share"), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="critic_learning_rate"):
+    federated.train_and_evaluate(_config(critic_learning_rate=-1e-4), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="generator_output='tanh'"):
     federated.train_and_evaluate(_config(generator_output="tanh"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="num_gen_samples=100"):
