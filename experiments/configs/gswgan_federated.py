@@ -94,6 +94,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.fedavg.clip_norm = 0.1          # S, bound on a user's joint G+D update.
   c.fedavg.local_steps = 1          # Local iterations (n_critic D steps + 1 G step).
   c.fedavg.server_lr = 1.0
+  c.fedavg.critic_learning_rate = 0.0  # Its users' local critic steps; 0 = learning_rate.
 
   # Performance-only settings.
   c.user_warmup_iterations = 25     # Local stage 1 per user (GS-WGAN; nothing is sent).
@@ -102,8 +103,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   c.n_critic = 5
   c.gp_weight = 10.0
   c.drift = 1e-3
-  c.learning_rate = 1e-4            # Adam, the generator's (and the critics' by default).
-  c.critic_learning_rate = 0.0      # Users' critics (and the baseline's); 0 = learning_rate.
+  c.learning_rate = 1e-4            # Adam, the generators' (and the critics' by default).
+  c.critic_learning_rate = 0.0      # GS-WGAN users' critics; 0 = learning_rate.
   c.betas = (0.5, 0.9)
   c.ema_decay = 0.995
   c.user_mode = "sequential"        # "vmap" (accelerators) or "sequential" (CPU).
@@ -142,6 +143,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     c.eval_suite = "full"
   elif variant == "cpu":
     c.dp.noise_multiplier = 0.03
+    c.critic_learning_rate = 2e-4
     c.fedavg.noise_multiplier = 0.01
   elif variant == "smoke":
     c.num_users = 6

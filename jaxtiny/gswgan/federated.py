@@ -155,13 +155,17 @@ def sample_users(settings: user_level.UserDpSettings, rng: np.random.Generator) 
   return np.sort(rng.choice(settings.num_users, settings.users_per_round, replace=False))
 
 
-def critic_learning_rate(config) -> float:
-  """The critics' Adam learning rate: `critic_learning_rate`, or the
-  generator's `learning_rate` where it is 0 (or absent from an old config)."""
-  lr = float(config.get("critic_learning_rate", 0.0) or 0.0)
+def critic_learning_rate(config, method: str = "gswgan") -> float:
+  """The critics' Adam learning rate of `method`: `critic_learning_rate`
+  (GS-WGAN's users' critics) or `fedavg.critic_learning_rate` (the
+  baseline's critic), each falling back to the generators' `learning_rate`
+  where it is 0 (or absent from an older config)."""
+  section, name = ((config.get("fedavg", {}), "fedavg.critic_learning_rate")
+                   if method == "fedavg_gan" else (config, "critic_learning_rate"))
+  lr = float(section.get("critic_learning_rate", 0.0) or 0.0)
   if lr < 0:
-    raise ValueError(f"critic_learning_rate={lr} is negative; use 0 (the generator's "
-                     "learning_rate) or a positive rate.")
+    raise ValueError(f"{name}={lr} is negative; use 0 (the generator's learning_rate) "
+                     "or a positive rate.")
   return lr or float(config.learning_rate)
 
 
@@ -377,7 +381,8 @@ class _Common:
     self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
     # Critics (users' discriminators, and the baseline's) may step faster than
     # the generator (two time-scale update rule); same Adam state layout.
-    self.tx_d = steps.make_optimizer(critic_learning_rate(config), *config.betas)
+    self.tx_d = steps.make_optimizer(critic_learning_rate(config, self.name),
+                                     *config.betas)
     self.settings = dp_settings(config, noise_multiplier, part.num_users)
     self.denominator = (self.settings.expected_users_per_round)
     self.root = jax.random.key(config.seed)
@@ -619,7 +624,7 @@ class FedAvgGan(_Common):
                            gp_weight=c.gp_weight, drift=c.drift,
                            upload_dtype=wire_dtype(c.wire))
     key = ("fedavg", c.generator, c.generator_output, c.learning_rate,
-           critic_learning_rate(c), tuple(c.betas),
+           critic_learning_rate(c, self.name), tuple(c.betas),
            c.gp_weight, c.drift, c.fedavg.clip_norm, c.fedavg.noise_multiplier,
            c.fedavg.server_lr, c.ema_decay, c.user_mode, c.num_devices, c.wire)
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
@@ -782,7 +787,8 @@ def _check_config(config) -> None:
   if config.batch_size < 1 or config.n_critic < 1 or config.user_chunk < 1:
     raise ValueError("batch_size, n_critic and user_chunk must be >= 1.")
   check_label_weighting(config.label_weighting)
-  critic_learning_rate(config)
+  for m in METHODS:
+    critic_learning_rate(config, m)
   check_wire(config.wire)
   models.check_output(config.generator_output)
   if config.eval_suite not in ("", "fast", "full"):

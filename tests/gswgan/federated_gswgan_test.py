@@ -134,10 +134,16 @@ def test_critic_learning_rate_moves_only_the_critics(gen_state, disc_state):
 
 
 def test_critic_learning_rate_config():
-  assert federated.critic_learning_rate(_config()) == 1e-4  # 0: the generator's rate.
-  assert federated.critic_learning_rate(_config(critic_learning_rate=3e-4)) == 3e-4
+  """Each method reads its own critic rate; 0 falls back to the generators'."""
+  rate = federated.critic_learning_rate
+  assert rate(_config()) == rate(_config(), "fedavg_gan") == 1e-4
+  c = _config(critic_learning_rate=3e-4, **{"fedavg.critic_learning_rate": 5e-5})
+  assert rate(c) == 3e-4 and rate(c, "fedavg_gan") == 5e-5
+  assert rate(_config(critic_learning_rate=3e-4), "fedavg_gan") == 1e-4
   with pytest.raises(ValueError, match="critic_learning_rate=-0.1"):
-    federated.critic_learning_rate(_config(critic_learning_rate=-0.1))
+    rate(_config(critic_learning_rate=-0.1))
+  with pytest.raises(ValueError, match="fedavg.critic_learning_rate=-0.1"):
+    rate(_config(**{"fedavg.critic_learning_rate": -0.1}), "fedavg_gan")
 
 
 def test_samples_of_labels_the_user_lacks_carry_no_signal(disc_state):
@@ -475,6 +481,9 @@ def test_bad_configs_fail_before_writing(tmp_path):
     federated.train_and_evaluate(_config(label_weighting="share"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="critic_learning_rate"):
     federated.train_and_evaluate(_config(critic_learning_rate=-1e-4), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="fedavg.critic_learning_rate"):
+    federated.train_and_evaluate(_config(**{"fedavg.critic_learning_rate": -1e-4}),
+                                 str(tmp_path / "c"))
   with pytest.raises(ValueError, match="generator_output='tanh'"):
     federated.train_and_evaluate(_config(generator_output="tanh"), str(tmp_path / "c"))
   with pytest.raises(ValueError, match="num_gen_samples=100"):
