@@ -433,6 +433,7 @@ class _Common:
             "epsilon": ledger_entry["epsilon"], "delta": self.config.dp.delta,
             "epsilon_vs_server": ledger_entry["epsilon_vs_server"],
             "noise_multiplier": self.settings.noise_multiplier,
+            "critic_learning_rate": critic_learning_rate(self.config, self.name),
             "gen_data": path}
 
 

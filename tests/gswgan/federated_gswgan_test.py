@@ -312,7 +312,8 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   require_prepared("mnist")
   clf = train_quick_classifier(str(tmp_path / "clf"))
   c = _config("smoke,non_iid,fixed", eval_suite="fast", eval_classifier=clf,
-              num_gen_samples=256, evaluate=True)  # The suite's CNN needs a batch of 128.
+              num_gen_samples=256, evaluate=True,  # The suite's CNN needs a batch of 128.
+              critic_learning_rate=3e-4)
   from jaxtiny.eval import scores as scores_lib
   real_quality, calls = scores_lib.sample_quality, []
 
@@ -329,6 +330,7 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   assert res["generator_output"] == "sigmoid"
   assert res["n_critic"] == c.n_critic and res["seed"] == c.seed
   gs, fa = res["gswgan"], res["fedavg_gan"]
+  assert gs["critic_learning_rate"] == 3e-4 and fa["critic_learning_rate"] == 1e-4
   # GS-WGAN: B float32 samples (+ B uint8 labels) down, B float32 gradients up.
   assert gs["upload_bytes_per_user_per_round"] == B * 784 * 4
   assert gs["download_bytes_per_user_per_round"] == B * 784 * 4 + B
