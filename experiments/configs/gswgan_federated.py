@@ -23,7 +23,12 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       Measured (one seed, quick-look suite; README "Federated GS-WGAN"):
       IID, GS-WGAN IS 7.79 / FID 190 / label accuracy 0.82 / MLP 0.78 /
       CNN 0.82 / Avg 0.66 / Calibrated 77.5 % against the baseline's 5.39 /
-      447 / 0.65 / 0.75 / 0.75 / 0.62 / 72.3 %: ahead on every column.
+      447 / 0.65 / 0.75 / 0.75 / 0.62 / 72.3 %: ahead on every column;
+      non-IID, 6.01 / 344 / 0.66 / 0.73 / 0.75 / 0.59 / 69.4 % against
+      5.06 / 486 / 0.63 / 0.73 / 0.74 / 0.62 / 72.6 %: behind on Avg and
+      Calibrated. With --config.n_critic=10 for both (twice the local
+      compute, at critic rate 1e-4) GS-WGAN led on every column on both
+      partitions (two seeds each).
       Time (2 cores, both methods and the suite): 31 min 24 s in session 19;
       56 min 31 s in session 40, when the host ran the same benchmark
       iteration ~2x slower (GS-WGAN 29 min with its 6-min warm start,
