@@ -53,6 +53,7 @@ XLA lowers convolutions with per-user weights to slow grouped convolutions).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import time
@@ -848,6 +849,30 @@ def _check_not_shortened(workdir: str, methods, rounds: int) -> None:
           f"--config.rounds={start} or more (it extends the run), or a new --workdir.")
 
 
+def _check_same_critic_rates(workdir: str, config) -> None:
+  """Refuses, before anything is written, to resume a method whose critics
+  trained at another rate (from the workdir's config.json, the last run's):
+  the `cpu` variant's GS-WGAN default changed from 1e-4 to 2e-4 in session
+  41, and a run extended with the same command would otherwise switch
+  silently."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = ml_collections.ConfigDict(json.load(f))
+  for m in config.methods:
+    if checkpoint.latest_step(os.path.join(workdir, m, "checkpoints")) is None:
+      continue
+    was, now = critic_learning_rate(old, m), critic_learning_rate(config, m)
+    if was != now:
+      flag = "fedavg.critic_learning_rate" if m == "fedavg_gan" else "critic_learning_rate"
+      raise ValueError(
+          f"{m} in {workdir} was trained with its critics at Adam rate {was:g} and this "
+          f"config sets {now:g}. Pass --config.{flag}={was:g} to continue the run as it "
+          "was (the cpu variant's GS-WGAN default was 1e-4 before session 41), or use a "
+          "new --workdir.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the configured methods on one partition; writes results.json."""
   _check_config(config)
@@ -859,6 +884,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   images, labels, part = load_users(config)
   rounds = planned_rounds(config, part.num_users)  # Fails before training or writing.
   _check_not_shortened(workdir, config.methods, rounds)
+  _check_same_critic_rates(workdir, config)
   fileio.atomic_write_bytes(os.path.join(workdir, "config.json"),
                             config.to_json_best_effort(indent=2).encode())
   part_path = os.path.join(workdir, "partition.npz")

@@ -469,6 +469,18 @@ def test_smoke_run_resumes_both_methods_exactly(tmp_path, monkeypatch):
                      match=r"gswgan .* checkpoint at round 4, past the 2 rounds.*rounds=4"):
     federated.train_and_evaluate(_config(rounds=2), str(tmp_path / "extended"))
   assert (tmp_path / "extended" / "config.json").read_text() == config_json
+  # So is a changed critic rate (the cpu variant's default changed in session
+  # 41: the same command would otherwise switch a run's critics mid-way).
+  with pytest.raises(ValueError, match=r"gswgan .*rate 0.0001 and this config sets "
+                     r"0.0003\. Pass --config.critic_learning_rate=0.0001"):
+    federated.train_and_evaluate(_config(critic_learning_rate=3e-4), str(tmp_path / "extended"))
+  with pytest.raises(ValueError, match=r"fedavg_gan .*--config.fedavg.critic_learning_rate=0.0001"):
+    federated.train_and_evaluate(_config(**{"fedavg.critic_learning_rate": 3e-4}),
+                                 str(tmp_path / "extended"))
+  assert (tmp_path / "extended" / "config.json").read_text() == config_json
+  again = federated.train_and_evaluate(_config(critic_learning_rate=1e-4),  # The same rate.
+                                       str(tmp_path / "extended"))
+  assert again["rounds"] == 4 and again["gswgan"]["critic_learning_rate"] == 1e-4
 
 
 def test_bad_configs_fail_before_writing(tmp_path):
