@@ -382,8 +382,8 @@ class _Common:
     self.tx = steps.make_optimizer(config.learning_rate, *config.betas)
     # Critics (users' discriminators, and the baseline's) may step faster than
     # the generator (two time-scale update rule); same Adam state layout.
-    self.tx_d = steps.make_optimizer(critic_learning_rate(config, self.name),
-                                     *config.betas)
+    self.critic_lr = critic_learning_rate(config, self.name)
+    self.tx_d = steps.make_optimizer(self.critic_lr, *config.betas)
     self.settings = dp_settings(config, noise_multiplier, part.num_users)
     self.denominator = (self.settings.expected_users_per_round)
     self.root = jax.random.key(config.seed)
@@ -434,7 +434,7 @@ class _Common:
             "epsilon": ledger_entry["epsilon"], "delta": self.config.dp.delta,
             "epsilon_vs_server": ledger_entry["epsilon_vs_server"],
             "noise_multiplier": self.settings.noise_multiplier,
-            "critic_learning_rate": critic_learning_rate(self.config, self.name),
+            "critic_learning_rate": self.critic_lr,
             "gen_data": path}
 
 
@@ -486,7 +486,7 @@ class GsWganFederated(_Common):
     self.bound = sanitizer.user_upload_bound(c.batch_size, self.clip)
     gen, disc, tx, tx_d = self.gen, self.disc, self.tx, self.tx_d
     key = ("gswgan", c.generator, c.generator_output, c.learning_rate,
-           critic_learning_rate(c), tuple(c.betas),
+           self.critic_lr, tuple(c.betas),
            c.gp_weight, c.drift, self.clip, c.dp.noise_multiplier, c.ema_decay, c.user_mode,
            c.num_devices, c.wire)
     fn = functools.partial(user_round, disc=disc, tx=tx_d, gp_weight=c.gp_weight,
@@ -626,7 +626,7 @@ class FedAvgGan(_Common):
                            gp_weight=c.gp_weight, drift=c.drift,
                            upload_dtype=wire_dtype(c.wire))
     key = ("fedavg", c.generator, c.generator_output, c.learning_rate,
-           critic_learning_rate(c, self.name), tuple(c.betas),
+           self.critic_lr, tuple(c.betas),
            c.gp_weight, c.drift, c.fedavg.clip_norm, c.fedavg.noise_multiplier,
            c.fedavg.server_lr, c.ema_decay, c.user_mode, c.num_devices, c.wire)
     self.user_fn = _cached(key + ("user",), lambda: _map_users(
