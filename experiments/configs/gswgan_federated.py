@@ -57,8 +57,10 @@ scores and the evaluation suite's MLP / CNN / Avg / Calibrated accuracies and
 the generated background on the real test set's blank pixels:
 `eval_suite` "fast" in cpu, about 2 minutes per method, "full" in emnist,
 about an hour per method on 2 CPU cores), partition.npz, and per method a
-directory with checkpoints, metrics.jsonl, samples_<round>.png, privacy.json,
-gen_data.npz (for `python -m experiments.evaluate`) and eval/eval.json.
+directory with checkpoints, metrics.jsonl, samples_<round>.png, curves.png
+(critic Wasserstein estimate and epsilon against rounds, redrawn at each
+checkpoint), privacy.json, gen_data.npz (for `python -m experiments.evaluate`)
+and eval/eval.json; the workdir's curves.png shows all its methods.
 """
 
 import ml_collections

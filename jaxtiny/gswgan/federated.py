@@ -748,6 +748,7 @@ def _train_method(runner: _Common, rounds: int) -> dict:
       writer.write(r, {"epsilon": entry["epsilon"]})
       runner.before_checkpoint(r)
       checkpoint.save(ckpt_dir, r, (state, participations, runner.payload))
+      save_curves(os.path.join(runner.dir, CURVES_PNG), {runner.name: runner.dir})
   progress.close(r)
   entry = ledger.record(rounds, int(participations.max()))
   ema, stats = runner.release(state)
@@ -756,6 +757,49 @@ def _train_method(runner: _Common, rounds: int) -> dict:
   out["warmup_seconds_this_run"] = prepare_s
   out["max_participations"] = int(participations.max())
   return out
+
+
+CURVES_PNG = "curves.png"
+
+
+def curve_panels(records: dict[str, list[dict]], window: int = 10) -> dict:
+  """Training curves from each method's metrics.jsonl records (`records`:
+  {method: rows}), as {panel: {method: (rounds, values)}}.
+
+  "critic Wasserstein estimate": the mean over a logged round's sampled users
+  of their critics' estimate, taken at the logged rounds that had users and
+  smoothed by a trailing mean over up to `window` such points (the raw value
+  swings with which users were drawn). "epsilon (user level)": the ledger's
+  epsilon at each checkpoint. A method without rows of a kind is left out of
+  that panel.
+  """
+  wdist, eps = {}, {}
+  for m, rows in records.items():
+    w = [(r["step"], r["wasserstein"]) for r in rows if "wasserstein" in r]
+    if w:
+      x, y = np.array(w, np.float64).T
+      c = np.cumsum(np.concatenate([[0.0], y]))
+      lo = np.maximum(np.arange(1, len(y) + 1) - window, 0)
+      wdist[m] = (x, (c[1:] - c[lo]) / (np.arange(1, len(y) + 1) - lo))
+    e = [(r["step"], r["epsilon"]) for r in rows if "epsilon" in r]
+    if e:
+      eps[m] = tuple(np.array(e, np.float64).T)
+  return {f"critic Wasserstein estimate (mean of {window} logged rounds)": wdist,
+          "epsilon (user level)": eps}
+
+
+def save_curves(path: str, method_dirs: dict[str, str]) -> None:
+  """Plots `curve_panels` of the methods whose directory has a metrics.jsonl
+  (written atomically; nothing when none has)."""
+  records = {m: metrics_lib.read_metrics(os.path.join(d, "metrics.jsonl"))
+             for m, d in method_dirs.items()
+             if os.path.exists(os.path.join(d, "metrics.jsonl"))}
+  if not records:
+    return
+  panels = {k: v for k, v in curve_panels(records).items() if v}
+  if panels:
+    plots.save_xy_panels(path, panels, xlabel="round", logy=("epsilon (user level)",),
+                         title=", ".join(records))
 
 
 def planned_rounds(config, num_users: int) -> int:
@@ -924,6 +968,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         (b["upload_bytes_per_user_per_round"] + b["download_bytes_per_user_per_round"])
         / (a["upload_bytes_per_user_per_round"] + a["download_bytes_per_user_per_round"]))
   fileio.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  # Every method trained in this workdir so far, on one figure.
+  save_curves(os.path.join(workdir, CURVES_PNG),
+              {m: os.path.join(workdir, m) for m in METHODS})
   _print_table(results, config.methods)
   return results
 

@@ -87,18 +87,23 @@ def save_line_plot(path: str, series: Mapping[str, tuple[Sequence[float], Sequen
 
 def save_xy_panels(path: str, panels: Mapping[str, Mapping[str, tuple[Sequence[float],
                                                                     Sequence[float]]]],
-                   xlabel: str, logx: bool = False, title: Optional[str] = None) -> None:
+                   xlabel: str, logx: bool = False, title: Optional[str] = None,
+                   logy: Sequence[str] = ()) -> None:
   """Side-by-side panels sharing the x axis: {ylabel: {series: (x, y)}}, each
-  series drawn as points joined in x order."""
+  series drawn as points joined in x order (markers for short series); the
+  panels named in `logy` get a log y axis."""
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
   for ax, (ylabel, series) in zip(axes[0], panels.items()):
     for name, (x, y) in series.items():
       order = np.argsort(np.asarray(x, np.float64))
-      ax.plot(np.asarray(x)[order], np.asarray(y)[order], marker="o", label=name)
+      ax.plot(np.asarray(x)[order], np.asarray(y)[order],
+              marker="o" if len(order) < 30 else None, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logx:
       ax.set_xscale("log")
+    if ylabel in logy:
+      ax.set_yscale("log")
     if len(series) > 1:
       ax.legend()
     ax.grid(alpha=0.3)

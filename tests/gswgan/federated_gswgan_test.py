@@ -326,6 +326,7 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   real_test = data.load("mnist", "test")[0].astype(np.float32)
   assert len(calls) == 2  # IS / FID once per method, by the suite, not again.
   assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(res))
+  assert (tmp_path / "curves.png").exists()  # Both methods' training curves.
   assert res["partition"] == "non_iid" and res["users"] == 6 and res["rounds"] == 4
   assert res["generator_output"] == "sigmoid"
   assert res["n_critic"] == c.n_critic and res["seed"] == c.seed
@@ -348,7 +349,7 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
   assert gs["max_participations"] <= 4
   for m in ("gswgan", "fedavg_gan"):
     for name in ("gen_data.npz", "generator.npz", "privacy.json", "metrics.jsonl",
-                 "samples_000002.png", "samples_final.png"):
+                 "samples_000002.png", "samples_final.png", "curves.png"):
       assert (tmp_path / m / name).exists(), (m, name)
     with np.load(tmp_path / m / "gen_data.npz") as f:
       assert f["x"].shape == (256, 28, 28, 1) and 0 <= f["x"].min() <= f["x"].max() <= 1
@@ -377,6 +378,31 @@ def test_payloads_and_results_of_both_methods(tmp_path, monkeypatch):
     assert ev["background"] == pytest.approx(want)
     assert 0 < ev["background"]["background_pixels"] < 784
     assert ev["background"]["real_exact_zero"] > 0.5  # MNIST: most pixels exactly black.
+
+
+def test_curve_panels_smooth_the_critic_estimate_and_keep_the_ledgers_epsilon(tmp_path):
+  rows = {"gswgan": [{"step": 10, "users": 2, "wasserstein": 4.0},
+                     {"step": 20, "users": 0},  # No users: no estimate, not a zero.
+                     {"step": 30, "users": 1, "wasserstein": 2.0},
+                     {"step": 40, "users": 3, "wasserstein": 9.0},
+                     {"step": 40, "epsilon": 12.5}],
+          "fedavg_gan": [{"step": 40, "epsilon": 3e6}]}
+  panels = federated.curve_panels(rows, window=2)
+  (w_name, wdist), (e_name, eps) = panels.items()
+  assert "Wasserstein" in w_name and "epsilon" in e_name
+  assert list(wdist) == ["gswgan"]  # The baseline logged no estimate here.
+  np.testing.assert_allclose(wdist["gswgan"][0], [10, 30, 40])
+  np.testing.assert_allclose(wdist["gswgan"][1], [4.0, 3.0, 5.5])  # Trailing means of <= 2.
+  np.testing.assert_allclose(eps["gswgan"], [[40], [12.5]])
+  np.testing.assert_allclose(eps["fedavg_gan"], [[40], [3e6]])
+  # The figure: written for the methods that have metrics, skipped when none has.
+  (tmp_path / "gswgan").mkdir()
+  with open(tmp_path / "gswgan" / "metrics.jsonl", "w") as f:
+    f.write("".join(json.dumps(r) + "\n" for r in rows["gswgan"]))
+  federated.save_curves(str(tmp_path / "a.png"), {m: str(tmp_path / m) for m in rows})
+  assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  federated.save_curves(str(tmp_path / "b.png"), {"fedavg_gan": str(tmp_path / "none")})
+  assert not (tmp_path / "b.png").exists()
 
 
 def test_compact_wire_payloads_of_both_methods(tmp_path):
