@@ -760,6 +760,7 @@ def _train_method(runner: _Common, rounds: int) -> dict:
 
 
 CURVES_PNG = "curves.png"
+_EPSILON_PANEL = "epsilon (user level)"
 
 
 def curve_panels(records: dict[str, list[dict]], window: int = 10) -> dict:
@@ -779,13 +780,14 @@ def curve_panels(records: dict[str, list[dict]], window: int = 10) -> dict:
     if w:
       x, y = np.array(w, np.float64).T
       c = np.cumsum(np.concatenate([[0.0], y]))
-      lo = np.maximum(np.arange(1, len(y) + 1) - window, 0)
-      wdist[m] = (x, (c[1:] - c[lo]) / (np.arange(1, len(y) + 1) - lo))
+      hi = np.arange(1, len(y) + 1)
+      lo = np.maximum(hi - window, 0)
+      wdist[m] = (x, (c[hi] - c[lo]) / (hi - lo))
     e = [(r["step"], r["epsilon"]) for r in rows if "epsilon" in r]
     if e:
       eps[m] = tuple(np.array(e, np.float64).T)
   return {f"critic Wasserstein estimate (mean of {window} logged rounds)": wdist,
-          "epsilon (user level)": eps}
+          _EPSILON_PANEL: eps}
 
 
 def save_curves(path: str, method_dirs: dict[str, str]) -> None:
@@ -798,7 +800,7 @@ def save_curves(path: str, method_dirs: dict[str, str]) -> None:
     return
   panels = {k: v for k, v in curve_panels(records).items() if v}
   if panels:
-    plots.save_xy_panels(path, panels, xlabel="round", logy=("epsilon (user level)",),
+    plots.save_xy_panels(path, panels, xlabel="round", logy=(_EPSILON_PANEL,),
                          title=", ".join(records))
 
 
