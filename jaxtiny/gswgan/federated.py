@@ -899,8 +899,8 @@ def _check_same_critic_rates(workdir: str, config) -> None:
   """Refuses, before anything is written, to resume a method whose critics
   trained at another rate (from the workdir's config.json, the last run's):
   the `cpu` variant's GS-WGAN default changed from 1e-4 to 2e-4 in session
-  41, and a run extended with the same command would otherwise switch
-  silently."""
+  41 and to 3e-4 in session 43, and a run extended with the same command
+  would otherwise switch silently."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
@@ -915,8 +915,8 @@ def _check_same_critic_rates(workdir: str, config) -> None:
       raise ValueError(
           f"{m} in {workdir} was trained with its critics at Adam rate {was:g} and this "
           f"config sets {now:g}. Pass --config.{flag}={was:g} to continue the run as it "
-          "was (the cpu variant's GS-WGAN default was 1e-4 before session 41), or use a "
-          "new --workdir.")
+          "was (the cpu variant's GS-WGAN default was 1e-4 before session 41 and 2e-4 in "
+          "sessions 41-42), or use a new --workdir.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -562,6 +562,10 @@ def test_variants_are_locked_data(arg):
     assert (c.dataset, c.generator, c.user_mode, c.dp.noise_multiplier) == (
         "fed_emnist", "resnet", "vmap", 1.07)
   assert c.partition == ("non_iid" if "non_iid" in arg else "iid")
+  if arg.startswith("cpu"):  # The rates the config's docstring states, on both partitions.
+    assert (federated.critic_learning_rate(c, "gswgan"),
+            federated.critic_learning_rate(c, "fedavg_gan")) == (3e-4, 1e-4)
+    assert (c.dp.noise_multiplier, c.fedavg.noise_multiplier, c.n_critic) == (0.03, 0.01, 5)
 
 
 @pytest.mark.parametrize("arg,users,want_gs,want_fedavg", [
