@@ -20,13 +20,16 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       0.5 it learned nothing in 1,000 rounds) with its critic at the
       generators' 1e-4 (at 2e-4 it scored worse on every column). Both
       epsilons are vacuous at 20 users.
-      Measured (quick-look suite; README "Federated GS-WGAN"), seed 0:
-      IID, GS-WGAN IS 7.93 / FID 152 / label accuracy 0.82 / MLP 0.80 /
-      CNN 0.84 / Avg 0.67 / Calibrated 78.7 % against the baseline's
-      5.39 / 447 / 0.65 / 0.75 / 0.75 / 0.62 / 72.3 %; non-IID, 6.22 /
-      319 / 0.66 / 0.74 / 0.76 / 0.64 / 75.4 % against 5.06 / 486 / 0.63
-      / 0.73 / 0.74 / 0.62 / 72.6 %: ahead on every column on both
-      partitions (more seeds: README). At the earlier 2e-4 (sessions
+      Measured (quick-look suite; README "Federated GS-WGAN"), mean over
+      --config.seed=0, 1 (each seed its own partition): IID, GS-WGAN IS
+      7.84 / FID 161 / label accuracy 0.81 / MLP 0.80 / CNN 0.83 / Avg
+      0.68 / Calibrated 79.3 % against the baseline's 5.41 / 445 / 0.66 /
+      0.74 / 0.77 / 0.62 / 72.9 % (every margin beyond both seed spreads);
+      non-IID, 6.12 / 337 / 0.67 / 0.74 / 0.76 / 0.629 / 73.6 % against
+      5.01 / 489 / 0.64 / 0.73 / 0.75 / 0.625 / 73.2 %: ahead on every
+      column on both partitions, on non-IID Avg and Calibrated by less
+      than one sd (seed 1 alone trails there by 0.016 and 1.9 points).
+      At the earlier 2e-4 (sessions
       41-42, --config.critic_learning_rate=2e-4) GS-WGAN led on every
       column on IID users (two seeds each) and trailed on non-IID Avg
       and Calibrated. With --config.n_critic=10 for both (twice the local
