@@ -36,10 +36,10 @@ Variants (the part after ':'), each optionally followed by ',non_iid' or ',iid':
       compute, at critic rate 1e-4) GS-WGAN led on every column on both
       partitions (two seeds each).
       Time (2 cores, both methods and the suite): 31 min 24 s in session 19;
-      56 min 31 s in session 40, when the host ran the same benchmark
-      iteration ~2x slower (GS-WGAN 29 min with its 6-min warm start,
-      the baseline 24 min, ~2 min of suite each); the critic rate changes
-      no compute.
+      56 min 31 s in session 40 and 64 min 36 s in session 45, when the
+      host ran the same benchmark iteration ~2x slower (session 45:
+      GS-WGAN 35.5 min with its 7-min warm start, the baseline 29 min,
+      ~1.5 min of suite each); the critic rate changes no compute.
       GS-WGAN's critics stepped at 1e-4 until session 41 and at 2e-4 in
       sessions 41-42 (--config.critic_learning_rate restores either; at
       1e-4: IS 9.42 / FID 197 / MLP 0.69 / Avg 0.60, little variety
